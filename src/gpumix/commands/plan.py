@@ -1,0 +1,15 @@
+"""`gpumix plan`: placeholder until its issue lands (each verb owns this module)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("plan", help="not yet available")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("gpumix plan: not yet available")

@@ -1,0 +1,264 @@
+"""The LLMService custom resource (group gpumix.io, version v1alpha1).
+
+These models are the single source of truth: the CRD in ``crds/`` and the Helm chart are
+generated from them (:mod:`gpumix.resources.crd`), the CLI validates files with them, and the
+operator parses every object it receives with them.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from gpumix.resources.meta import Condition, ObjectMeta
+from gpumix.resources.types import CamelModel, DecimalString
+
+
+class Objective(StrEnum):
+    MIN_COST = "MinCost"
+    MAX_THROUGHPUT = "MaxThroughput"
+
+
+class WeightFormatName(StrEnum):
+    BF16 = "bf16"
+    FP8 = "fp8"
+    INT8 = "int8"
+    INT4 = "int4"
+
+
+class CapacityType(StrEnum):
+    ON_DEMAND = "on-demand"
+    SPOT = "spot"
+    RESERVED = "reserved"
+
+
+TensorParallelSize = Literal[1, 2, 4, 8]
+Positive = Annotated[int, Field(ge=1)]
+
+
+class ArchitectureSpec(CamelModel):
+    """Shape of a model that is not in gpumix's catalogue."""
+
+    parameters_billions: float = Field(gt=0, description="Total parameters, in billions.")
+    layers: Positive = Field(description="Transformer layers.")
+    hidden_size: Positive = Field(description="Hidden (model) dimension.")
+    attention_heads: Positive = Field(description="Query attention heads.")
+    kv_heads: Positive = Field(description="Key/value heads (grouped-query attention).")
+    head_dim: Positive = Field(description="Dimension of one attention head.")
+    intermediate_size: Positive = Field(description="MLP intermediate dimension.")
+    vocab_size: Positive = Field(description="Vocabulary size.")
+    active_parameters_billions: float | None = Field(
+        default=None,
+        gt=0,
+        description="Mixture-of-experts only: parameters active per token, in billions.",
+    )
+
+
+class ModelSpec(CamelModel):
+    name: str = Field(
+        min_length=1,
+        description="Catalogue key (e.g. meta-llama/Llama-3.1-8B-Instruct) or any Hugging Face "
+        "id; vLLM's --model.",
+    )
+    architecture: ArchitectureSpec | None = Field(
+        default=None, description="Required when name is not in gpumix's model catalogue."
+    )
+    max_model_len: int = Field(
+        default=8192, ge=128, le=1_048_576, description="vLLM --max-model-len, in tokens."
+    )
+    weight_formats: list[WeightFormatName] = Field(
+        default=[WeightFormatName.BF16],
+        min_length=1,
+        description="Weight formats the planner may choose from.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+
+class RequestClassSpec(CamelModel):
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="Class name (DNS label).",
+    )
+    input_tokens: int = Field(ge=1, le=1_048_576, description="Prompt tokens per request.")
+    output_tokens: int = Field(ge=1, le=1_048_576, description="Generated tokens per request.")
+    share: int = Field(
+        ge=1, le=1_000_000, description="Relative share of requests (normalised over classes)."
+    )
+
+
+DEFAULT_CLASSES = [RequestClassSpec(name="default", input_tokens=512, output_tokens=256, share=100)]
+
+
+class WorkloadSpec(CamelModel):
+    requests_per_second: DecimalString = Field(
+        description="Total demand in requests/s (MinCost) or the reference demand "
+        "(MaxThroughput), as a decimal string."
+    )
+    headroom_percent: int = Field(
+        default=20, ge=0, le=1000, description="Capacity planned above demand, in percent."
+    )
+    classes: list[RequestClassSpec] = Field(
+        default=DEFAULT_CLASSES,
+        min_length=1,
+        max_length=32,
+        description="Request mix; default one class of 512 input / 256 output tokens.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+
+
+class SLOSpec(CamelModel):
+    ttft_milliseconds: int = Field(
+        default=2000, ge=1, le=600_000, description="Time-to-first-token target."
+    )
+    tpot_milliseconds: int = Field(
+        default=100, ge=1, le=60_000, description="Time-per-output-token target."
+    )
+
+
+class BudgetSpec(CamelModel):
+    max_cost_per_hour: DecimalString | None = Field(
+        default=None, description="Upper bound on this service's GPU cost in USD per hour."
+    )
+
+
+class PlacementSpec(CamelModel):
+    gpu_types: list[str] = Field(
+        default_factory=list,
+        description="Allow-list of GPU types (catalogue names); empty allows every known type.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    capacity_types: list[CapacityType] = Field(
+        default=[CapacityType.ON_DEMAND, CapacityType.SPOT],
+        min_length=1,
+        description="Capacity types the planner may use.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    tensor_parallel_sizes: list[TensorParallelSize] = Field(
+        default=[1, 2, 4, 8],
+        min_length=1,
+        description="Tensor-parallel sizes the planner may use.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    min_replicas: int = Field(default=1, ge=0, le=10_000, description="Fewest replicas in all.")
+    max_replicas: int = Field(default=64, ge=1, le=10_000, description="Most replicas in all.")
+    min_on_demand_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="Spot hedge: replicas that must run on on-demand (or reserved) capacity.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds_are_ordered(self) -> PlacementSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        if self.min_on_demand_replicas > self.max_replicas:
+            raise ValueError("minOnDemandReplicas must not exceed maxReplicas")
+        return self
+
+
+class EnvVar(CamelModel):
+    name: str = Field(min_length=1, description="Environment variable name.")
+    value: str = Field(default="", description="Environment variable value.")
+
+
+class ServingSpec(CamelModel):
+    image: str = Field(default="vllm/vllm-openai:v0.11.0", min_length=1, description="vLLM image.")
+    extra_args: list[str] = Field(
+        default_factory=list, description="Extra arguments appended to the vLLM command line."
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, description="Extra environment variables for the vLLM container."
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="OpenAI-compatible HTTP port.")
+
+
+MAX_THROUGHPUT_NEEDS_BUDGET = "objective MaxThroughput needs budget.maxCostPerHour"
+
+
+class LLMServiceSpec(CamelModel):
+    objective: Objective = Field(
+        default=Objective.MIN_COST,
+        description="MinCost: cheapest plan serving the demand. MaxThroughput: most demand "
+        "served within budget.maxCostPerHour.",
+    )
+    model: ModelSpec = Field(description="The model to serve.")
+    workload: WorkloadSpec = Field(description="Demand and request mix.")
+    slo: SLOSpec = Field(default_factory=SLOSpec, description="Latency targets.")
+    budget: BudgetSpec | None = Field(default=None, description="Cost ceiling.")
+    placement: PlacementSpec = Field(
+        default_factory=PlacementSpec, description="Where the planner may place replicas."
+    )
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="vLLM settings.")
+
+    @model_validator(mode="after")
+    def _max_throughput_needs_budget(self) -> LLMServiceSpec:
+        if self.objective is Objective.MAX_THROUGHPUT and (
+            self.budget is None or self.budget.max_cost_per_hour is None
+        ):
+            raise ValueError(MAX_THROUGHPUT_NEEDS_BUDGET)
+        return self
+
+    @property
+    def max_cost_per_hour(self) -> Decimal | None:
+        return None if self.budget is None else self.budget.max_cost_per_hour
+
+
+class PlanEntryStatus(CamelModel):
+    deployment: str = Field(description="Name of the Deployment serving this entry.")
+    pool: str = Field(description="GPU pool the replicas run on.")
+    gpu_type: str
+    capacity_type: str
+    tensor_parallel: int
+    weight_format: str
+    replicas: int = Field(description="Desired replicas.")
+    ready_replicas: int = Field(default=0, description="Replicas passing readiness.")
+    gpus: int
+    cost_per_hour: DecimalString
+    assignment: dict[str, str] = Field(
+        default_factory=dict, description="Share of each request class sent here (0..1)."
+    )
+
+
+class BaselineStatus(CamelModel):
+    name: str = Field(description="e.g. homogeneous:A100-80GB")
+    cost_per_hour: DecimalString
+
+
+class LLMServiceStatus(CamelModel):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    cost_per_hour: DecimalString | None = Field(default=None, description="USD per hour.")
+    replicas: str | None = Field(default=None, description="ready/desired, for kubectl get.")
+    ready_replicas: int | None = None
+    desired_replicas: int | None = None
+    plan: list[PlanEntryStatus] = Field(default_factory=list)
+    baseline: BaselineStatus | None = Field(
+        default=None, description="The cheapest single-GPU-type plan under the same constraints."
+    )
+    savings_percent: DecimalString | None = Field(
+        default=None, description="Saving of the plan against the baseline, in percent."
+    )
+    reasons: list[str] = Field(default_factory=list, description="Planner messages.")
+    last_plan_time: str | None = None
+
+
+class LLMService(CamelModel):
+    api_version: Literal["gpumix.io/v1alpha1"] = "gpumix.io/v1alpha1"
+    kind: Literal["LLMService"] = "LLMService"
+    metadata: ObjectMeta
+    spec: LLMServiceSpec
+    status: LLMServiceStatus | None = None

@@ -1,0 +1,144 @@
+"""The resource models: what `kubectl apply` and `gpumix plan` accept, and their CRDs."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gpumix.errors import InputError
+from gpumix.resources import GPUPool, LLMService, load_manifests
+from gpumix.resources.crd import all_crds, render, structural_schema
+from gpumix.resources.llmservice import LLMServiceSpec
+
+REPO = Path(__file__).resolve().parents[1]
+
+MINIMAL_SERVICE = """
+apiVersion: gpumix.io/v1alpha1
+kind: LLMService
+metadata: {name: chat, namespace: team-a}
+spec:
+  model: {name: meta-llama/Llama-3.1-8B-Instruct}
+  workload: {requestsPerSecond: "12.5"}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "input.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_committed_crds_match_the_models() -> None:
+    for file_name, crd in all_crds().items():
+        committed = (REPO / "crds" / file_name).read_text()
+        assert committed == render(crd), (
+            f"crds/{file_name} drifted from gpumix.resources: "
+            "run `python -m gpumix.resources.crd crds/`"
+        )
+
+
+def test_minimal_service_gets_the_documented_defaults(tmp_path: Path) -> None:
+    [service] = load_manifests(write(tmp_path, MINIMAL_SERVICE))
+    assert isinstance(service, LLMService)
+    spec = service.spec
+    assert spec.workload.requests_per_second == Decimal("12.5")
+    assert spec.workload.headroom_percent == 20
+    assert [(c.name, c.input_tokens, c.output_tokens) for c in spec.workload.classes] == [
+        ("default", 512, 256)
+    ]
+    assert spec.model.max_model_len == 8192
+    assert spec.slo.ttft_milliseconds == 2000 and spec.slo.tpot_milliseconds == 100
+    assert spec.placement.tensor_parallel_sizes == [1, 2, 4, 8]
+    assert spec.max_cost_per_hour is None
+
+
+def test_crd_defaults_match_model_defaults() -> None:
+    """The API server and the CLI must fill in the same defaults."""
+    schema = structural_schema(LLMServiceSpec)
+    placement = schema["properties"]["placement"]
+    assert placement["default"] == {}
+    assert placement["properties"]["capacityTypes"]["default"] == ["on-demand", "spot"]
+    assert schema["properties"]["slo"]["properties"]["tpotMilliseconds"]["default"] == 100
+    assert "default" not in schema["properties"]["budget"]
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "fragment"),
+    [
+        ("  workload: {requestsPerSecond: 12.5}\n", "spec.workload.requestsPerSecond", "decimal"),
+        (
+            "  workload: {requestsPerSecond: '1'}\n  objective: MaxThroughput\n",
+            "spec",
+            "MaxThroughput needs budget.maxCostPerHour",
+        ),
+        (
+            "  workload: {requestsPerSecond: '1'}\n  placement: {minReplicas: 5, maxReplicas: 2}\n",
+            "spec.placement",
+            "minReplicas must not exceed maxReplicas",
+        ),
+        (
+            "  workload: {requestsPerSecond: '1', classs: []}\n",
+            "spec.workload.classs",
+            "Extra inputs",
+        ),
+        (
+            "  workload:\n    requestsPerSecond: '1'\n"
+            "    classes: [{name: chat, inputTokens: 0, outputTokens: 5, share: 1}]\n",
+            "spec.workload.classes[0].inputTokens",
+            "greater than or equal to 1",
+        ),
+    ],
+)
+def test_bad_service_names_file_and_field(
+    tmp_path: Path, patch: str, field: str, fragment: str
+) -> None:
+    text = MINIMAL_SERVICE.replace('  workload: {requestsPerSecond: "12.5"}\n', patch)
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as error:
+        load_manifests(path)
+    line = error.value.one_line()
+    assert str(path) in line
+    assert f": {field}: " in line
+    assert fragment in line
+    assert "\n" not in line
+
+
+def test_multi_document_file_with_pools(tmp_path: Path) -> None:
+    text = (
+        MINIMAL_SERVICE
+        + """---
+apiVersion: gpumix.io/v1alpha1
+kind: GPUPool
+metadata: {name: l4-spot}
+spec:
+  gpuType: L4
+  capacityType: spot
+  nodeSelector: {karpenter.sh/nodepool: l4-spot}
+  pricePerGPUHour: "0.29"
+  maxGPUs: 16
+"""
+    )
+    service, pool = load_manifests(write(tmp_path, text))
+    assert isinstance(service, LLMService)
+    assert isinstance(pool, GPUPool)
+    assert pool.spec.price_per_gpu_hour == Decimal("0.29")
+    assert pool.spec.max_gpus == 16
+
+
+def test_unsupported_kind_and_broken_yaml(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unsupported kind 'Deployment'"):
+        load_manifests(write(tmp_path, "kind: Deployment\nmetadata: {name: x}\n"))
+    with pytest.raises(InputError, match="line 2"):
+        load_manifests(write(tmp_path, "kind: GPUPool\n  bad: [\n"))
+
+
+def test_examples_parse() -> None:
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        if yaml.safe_load(path.read_text()) is None:
+            continue
+        if path.name.startswith("fleet-sim"):
+            continue  # a simulated-fleet file for dev-cluster, not manifests
+        assert load_manifests(path), path

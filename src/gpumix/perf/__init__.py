@@ -51,7 +51,7 @@ from gpumix.perf.constants import BYTES_PER_PARAMETER, GPU_MEMORY_UTILIZATION, M
 from gpumix.perf.memory import kv_bytes_per_token_per_gpu, kv_capacity_tokens
 from gpumix.perf.predict import configuration_problem, predict
 from gpumix.perf.timing import decode_step_seconds, prefill_seconds
-from gpumix.perf.types import LatencySLO, Prediction, RequestShape, ServingConfig, WeightFormat
+from gpumix.perf.values import LatencySLO, Prediction, RequestShape, ServingConfig, WeightFormat
 
 __all__ = [
     "BYTES_PER_PARAMETER",

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from gpumix.catalog import get_gpu, get_model
 from gpumix.perf.serving import ReplicaModel
-from gpumix.perf.types import RequestShape, ServingConfig, WeightFormat
+from gpumix.perf.values import RequestShape, ServingConfig, WeightFormat
 
 # Single-run blog measurements on different vLLM versions (0.6 to 0.23; vLLM 0.6 alone
 # doubled throughput per Lambda's report) with partly unstated prompt lengths: a model within
@@ -43,6 +43,8 @@ class Measurement:
     note: str = ""
     tensor_parallel: int = 1
     weight_format: WeightFormat = WeightFormat.BF16
+    # False when all requests arrived at once, so their prefills ran before decoding
+    prefills_interleaved: bool = True
 
 
 INFERENCEBENCH = "InferenceBench concurrency-sweep recipe (yobitelcomm.github.io/bench), vLLM 0.21"
@@ -60,7 +62,8 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement(MUSGRAVE, "meta-llama/Llama-3.1-8B-Instruct", "A100-40GB", 1, 1024, 128,
                 Metric.TPOT_MS, 1000 / 75, "'about 75 tokens/sec' at concurrency 1"),
     Measurement(DATABASEMART, "meta-llama/Llama-3.1-8B-Instruct", "A40", 50, 100, 443,
-                Metric.TPOT_MS, 35.96, "median; 600 requested, 443 generated on average"),
+                Metric.TPOT_MS, 35.96, "median; 600 requested, 443 generated on average",
+                prefills_interleaved=False),
     Measurement(RAHMAN, "mistralai/Mistral-7B-Instruct-v0.3", "RTX-4090", 4, 256, 128,
                 Metric.OUTPUT_TOKENS_PER_SECOND, 210),
     Measurement(RAHMAN, "mistralai/Mistral-7B-Instruct-v0.3", "RTX-4090", 8, 256, 128,
@@ -77,7 +80,7 @@ def predicted(measurement: Measurement) -> float:
     prefills of the C - 1 others: TPOT = t_step(C) + (C - 1) * t_prefill / O and output
     tokens/s = C * O / (t_prefill + O * t_step(C) + (C - 1) * t_prefill). When all requests
     arrive together (the A40 run) their prefills happen before decoding starts, and the
-    same formula overstates TPOT only by the prefills that land mid-run.
+    prefills are left out.
     """
     replica = ReplicaModel(
         get_model(measurement.model),
@@ -90,9 +93,9 @@ def predicted(measurement: Measurement) -> float:
     output = measurement.output_tokens
     step = replica.decode_step(concurrency)
     others_prefill = (concurrency - 1) * replica.prefill_seconds
+    if not measurement.prefills_interleaved:
+        others_prefill = 0.0
     if measurement.metric is Metric.TPOT_MS:
-        if measurement.source == DATABASEMART:
-            return step * 1000
         return (step + others_prefill / output) * 1000
     lifetime = replica.prefill_seconds + output * step + others_prefill
     return concurrency * output / lifetime

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from gpumix.perf.types import WeightFormat
+from gpumix.perf.values import WeightFormat
 
 GIB = 1024**3
 GB = 1e9  # bandwidths are quoted in decimal GB/s

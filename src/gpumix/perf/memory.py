@@ -12,7 +12,7 @@ from gpumix.perf.constants import (
     KV_CACHE_BYTES_PER_ELEMENT,
     RUNTIME_RESERVE_GIB,
 )
-from gpumix.perf.types import ServingConfig
+from gpumix.perf.values import ServingConfig
 
 
 def weight_bytes_per_gpu(model: ModelArchitecture, config: ServingConfig) -> float:

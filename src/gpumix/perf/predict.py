@@ -7,7 +7,7 @@ from gpumix.errors import InputError
 from gpumix.perf.constants import GIB, MAX_NUM_SEQS
 from gpumix.perf.memory import kv_capacity_tokens, usable_bytes_per_gpu, weight_bytes_per_gpu
 from gpumix.perf.serving import ReplicaModel
-from gpumix.perf.types import LatencySLO, Prediction, RequestShape, ServingConfig, WeightFormat
+from gpumix.perf.values import LatencySLO, Prediction, RequestShape, ServingConfig, WeightFormat
 
 
 def configuration_problem(model: ModelArchitecture, config: ServingConfig) -> str:

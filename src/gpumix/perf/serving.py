@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from gpumix.catalog import ModelArchitecture
 from gpumix.perf.timing import decode_step_seconds, prefill_seconds
-from gpumix.perf.types import LatencySLO, RequestShape, ServingConfig
+from gpumix.perf.values import LatencySLO, RequestShape, ServingConfig
 
 
 @dataclass(frozen=True)

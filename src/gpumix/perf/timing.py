@@ -14,7 +14,7 @@ from gpumix.perf.constants import (
     TERA,
 )
 from gpumix.perf.memory import kv_bytes_per_token_per_gpu
-from gpumix.perf.types import ServingConfig, WeightFormat
+from gpumix.perf.values import ServingConfig, WeightFormat
 
 
 def peak_flops_per_gpu(config: ServingConfig) -> float:

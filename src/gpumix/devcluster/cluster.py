@@ -1,0 +1,480 @@
+"""A real Kubernetes control plane on 127.0.0.1 with simulated GPU nodes.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the upstream binaries; kwok
+plays the kubelets of the fleet file's nodes (heartbeats, pod readiness, pod deletion). Only
+kwok is a simulator, and only of nodes: scheduling, garbage collection, RBAC and admission are
+the real thing.
+
+Python API used by the e2e suite::
+
+    cluster = DevCluster(state_dir, load_fleet(path))
+    kubeconfig = cluster.up()          # reuses a running cluster of the same state dir
+    cluster.add_nodes("l4-spot", 2)    # new nodes appear (scale-up)
+    cluster.delete_pool_nodes("l4-spot")  # spot capacity lost
+    cluster.down()
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gpumix.devcluster import certs as certs_module
+from gpumix.devcluster.binaries import CLUSTER_COMPONENTS, Binaries
+from gpumix.devcluster.fleet import POOL_LABEL, Fleet, NodePool, load_fleet, node_manifest
+from gpumix.devcluster.processes import ProcessTable, free_port
+
+# Start order; `down` stops in reverse so nothing loses its API server or store mid-shutdown.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+APISERVER_READY_SECONDS = 120.0
+NODES_READY_SECONDS = 120.0
+CLUSTER_NAME = "gpumix-dev"
+
+
+def default_state_dir() -> Path:
+    return Path.home() / ".cache" / "gpumix" / "dev-cluster"
+
+
+def default_fleet_path() -> Path:
+    """The packaged copy of examples/fleet-sim.yaml."""
+    return Path(str(resources.files("gpumix.devcluster") / "fleet-sim.yaml"))
+
+
+@dataclass(frozen=True)
+class Ports:
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+    @classmethod
+    def allocate(cls) -> Ports:
+        ports: list[int] = []
+        while len(ports) < 6:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        return cls(*ports)
+
+
+@dataclass(frozen=True)
+class ComponentHealth:
+    name: str
+    pid: int | None
+    healthy: bool
+    detail: str
+
+
+def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> dict[str, Any]:
+    def encoded(path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": CLUSTER_NAME,
+                "cluster": {"server": server, "certificate-authority-data": encoded(ca)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate-data": encoded(cert),
+                    "client-key-data": encoded(key),
+                },
+            }
+        ],
+        "contexts": [{"name": CLUSTER_NAME, "context": {"cluster": CLUSTER_NAME, "user": user}}],
+        "current-context": CLUSTER_NAME,
+    }
+
+
+class DevCluster:
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        fleet: Fleet | None = None,
+        *,
+        binaries: Binaries | None = None,
+        log: Callable[[str], None] | None = None,
+    ):
+        self.state_dir = (state_dir or default_state_dir()).expanduser().resolve()
+        self._fleet = fleet
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.binaries = binaries or Binaries(log=self.log)
+        self.processes = ProcessTable(self.state_dir)
+        self.certs = certs_module.CertPaths(self.state_dir / "pki")
+
+    # ----- paths and state -------------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def _state_file(self) -> Path:
+        return self.state_dir / "cluster.json"
+
+    @property
+    def fleet(self) -> Fleet:
+        if self._fleet is None:
+            self._fleet = load_fleet(default_fleet_path())
+        return self._fleet
+
+    def _ports(self) -> Ports | None:
+        try:
+            return Ports(**json.loads(self._state_file.read_text())["ports"])
+        except FileNotFoundError:
+            return None
+
+    # ----- lifecycle ---------------------------------------------------------------------------
+
+    def up(self) -> Path:
+        """Start the cluster (or reuse a running one), create the fleet's nodes, wait for Ready."""
+        ports = self._ports()
+        if ports is not None and self._all_running() and self._apiserver_ready(ports):
+            self.log(f"reusing the running dev cluster in {self.state_dir}")
+        else:
+            started = time.monotonic()
+            # A partly running cluster (a crashed component, a reboot) is restarted whole: its
+            # ports and data would not survive a partial restart consistently.
+            self._stop_all()
+            paths = self.binaries.ensure(CLUSTER_COMPONENTS)
+            ports = Ports.allocate()
+            self._start(ports, {name: str(path) for name, path in paths.items()})
+            self.log(f"control plane ready in {time.monotonic() - started:.1f}s")
+        self.ensure_nodes()
+        self.wait_nodes_ready()
+        self._wait_default_service_account()
+        return self.kubeconfig
+
+    def down(self) -> list[str]:
+        """Stop the processes this state dir started; returns the names that were running."""
+        stopped = self._stop_all()
+        self._state_file.unlink(missing_ok=True)
+        return stopped
+
+    def _all_running(self) -> bool:
+        return all(self.processes.running(name) is not None for name in COMPONENTS)
+
+    def _stop_all(self) -> list[str]:
+        return [name for name in reversed(COMPONENTS) if self.processes.stop(name)]
+
+    def _start(self, ports: Ports, binaries: dict[str, str]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        pki = certs_module.ensure_certs(self.certs.directory)
+        server = f"https://127.0.0.1:{ports.apiserver}"
+        kubeconfigs = {}
+        for identity in certs_module.CLIENT_IDENTITIES:
+            path = self.state_dir / f"{identity.file_stem}.kubeconfig"
+            config = _kubeconfig(
+                server,
+                pki.ca_cert,
+                pki.client_cert(identity),
+                pki.client_key(identity),
+                identity.common_name,
+            )
+            path.write_text(yaml.safe_dump(config))
+            path.chmod(0o600)
+            kubeconfigs[identity.file_stem] = path
+        shutil.copyfile(kubeconfigs["admin"], self.kubeconfig)
+        self.kubeconfig.chmod(0o600)
+        self._state_file.write_text(json.dumps({"ports": asdict(ports)}, indent=2))
+
+        # Each start is a fresh cluster: the old data belongs to a cluster whose nodes, leases
+        # and service-account tokens no longer match anything that is running.
+        etcd_data = self.state_dir / "etcd-data"
+        shutil.rmtree(etcd_data, ignore_errors=True)
+        argvs = component_argvs(
+            binaries, ports, pki, self.state_dir, kubeconfigs, etcd_data=etcd_data
+        )
+
+        self.log(f"starting etcd on 127.0.0.1:{ports.etcd_client}")
+        self.processes.start("etcd", argvs["etcd"])
+        self._wait("etcd", lambda: self._http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"))
+        self.log(f"starting kube-apiserver on 127.0.0.1:{ports.apiserver}")
+        self.processes.start("kube-apiserver", argvs["kube-apiserver"])
+        self._wait("kube-apiserver", lambda: self._apiserver_ready(ports))
+        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            self.log(f"starting {name}")
+            self.processes.start(name, argvs[name])
+        self._wait(
+            "kube-controller-manager",
+            lambda: self._https_ok(ports.controller_manager, "/healthz"),
+        )
+        self._wait("kube-scheduler", lambda: self._https_ok(ports.scheduler, "/healthz"))
+
+    def _wait(self, name: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            reason = self.processes.exited_early(name)
+            if reason is not None:
+                raise RuntimeError(reason)
+            time.sleep(0.25)
+        log = self.processes.log_path(name)
+        raise RuntimeError(f"{name} not healthy after {timeout:.0f}s (log: {log})")
+
+    # ----- health ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            # Not listening yet, or unhealthy (HTTPError is a URLError): the caller retries.
+            return False
+
+    def _https_ok(self, port: int, path: str) -> bool:
+        # The controller manager and scheduler serve with self-signed certificates made at
+        # start-up; this is a loopback liveness probe, not an authenticated call.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return self._http_ok(f"https://127.0.0.1:{port}{path}", context)
+
+    def _admin_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.certs.ca_cert))
+        admin = certs_module.ADMIN
+        context.load_cert_chain(self.certs.client_cert(admin), self.certs.client_key(admin))
+        return context
+
+    def _apiserver_ready(self, ports: Ports) -> bool:
+        if not self.certs.ca_cert.exists():
+            return False
+        return self._http_ok(f"https://127.0.0.1:{ports.apiserver}/readyz", self._admin_context())
+
+    def health(self) -> list[ComponentHealth]:
+        ports = self._ports()
+        checks: dict[str, Callable[[], bool]] = {}
+        if ports is not None:
+            checks = {
+                "etcd": lambda: self._http_ok(f"http://127.0.0.1:{ports.etcd_client}/health"),
+                "kube-apiserver": lambda: self._apiserver_ready(ports),
+                "kube-controller-manager": lambda: self._https_ok(
+                    ports.controller_manager, "/healthz"
+                ),
+                "kube-scheduler": lambda: self._https_ok(ports.scheduler, "/healthz"),
+                "kwok": lambda: self._http_ok(f"http://127.0.0.1:{ports.kwok}/healthz"),
+            }
+        report = []
+        for name in COMPONENTS:
+            record = self.processes.running(name)
+            if record is None:
+                report.append(ComponentHealth(name, None, False, "not running"))
+                continue
+            healthy = checks[name]() if name in checks else False
+            detail = "healthy" if healthy else f"unhealthy (log: {self.processes.log_path(name)})"
+            report.append(ComponentHealth(name, record.pid, healthy, detail))
+        return report
+
+    # ----- nodes -------------------------------------------------------------------------------
+
+    def core_api(self) -> Any:
+        """A CoreV1Api for the admin user (kubernetes client imported here: it is slow)."""
+        from kubernetes import client, config
+
+        api_client = config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+        return client.CoreV1Api(api_client)
+
+    def _existing_indices(self, core: Any, pool: NodePool) -> set[int]:
+        nodes = core.list_node(label_selector=f"{POOL_LABEL}={pool.name}").items
+        prefix = f"{pool.name}-"
+        return {
+            int(node.metadata.name[len(prefix) :])
+            for node in nodes
+            if node.metadata.name.startswith(prefix) and node.metadata.name[len(prefix) :].isdigit()
+        }
+
+    def ensure_nodes(self) -> None:
+        """Create the fleet's nodes that do not exist yet (never deletes any)."""
+        core = self.core_api()
+        for pool in self.fleet.pools:
+            existing = self._existing_indices(core, pool)
+            for index in range(pool.nodes):
+                if index not in existing:
+                    core.create_node(node_manifest(pool, index))
+
+    def add_nodes(self, pool_name: str, count: int) -> list[str]:
+        """Create ``count`` more nodes of a fleet pool; returns their names."""
+        pool = self.fleet.pool(pool_name)
+        core = self.core_api()
+        existing = self._existing_indices(core, pool)
+        names: list[str] = []
+        index = 0
+        while len(names) < count:
+            if index not in existing:
+                manifest = node_manifest(pool, index)
+                core.create_node(manifest)
+                names.append(manifest["metadata"]["name"])
+            index += 1
+        return names
+
+    def delete_pool_nodes(self, pool_name: str) -> list[str]:
+        """Delete every node of a pool (simulated spot loss); returns their names."""
+        pool = self.fleet.pool(pool_name)
+        core = self.core_api()
+        nodes = core.list_node(label_selector=f"{POOL_LABEL}={pool.name}").items
+        for node in nodes:
+            core.delete_node(node.metadata.name)
+        return [node.metadata.name for node in nodes]
+
+    def nodes(self) -> list[dict[str, str]]:
+        rows = []
+        for node in self.core_api().list_node(label_selector=POOL_LABEL).items:
+            labels = node.metadata.labels or {}
+            ready = next(
+                (c.status for c in (node.status.conditions or []) if c.type == "Ready"), "Unknown"
+            )
+            rows.append(
+                {
+                    "name": node.metadata.name,
+                    "pool": labels.get(POOL_LABEL, ""),
+                    "gpuProduct": labels.get("nvidia.com/gpu.product", ""),
+                    "capacityType": labels.get("karpenter.sh/capacity-type", ""),
+                    "gpus": (node.status.allocatable or {}).get("nvidia.com/gpu", "0"),
+                    "ready": ready,
+                }
+            )
+        return rows
+
+    def wait_nodes_ready(self, timeout: float = NODES_READY_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        not_ready: list[str] = []
+        while time.monotonic() < deadline:
+            not_ready = [row["name"] for row in self.nodes() if row["ready"] != "True"]
+            if not not_ready:
+                return
+            reason = self.processes.exited_early("kwok")
+            if reason is not None:
+                raise RuntimeError(reason)
+            time.sleep(0.5)
+        raise RuntimeError(
+            f"nodes not Ready after {timeout:.0f}s: {', '.join(not_ready)} "
+            f"(kwok log: {self.processes.log_path('kwok')})"
+        )
+
+    def _wait_default_service_account(self, timeout: float = 60.0) -> None:
+        # Pods are rejected by the ServiceAccount admission plugin until the controller
+        # manager has created `default` in the namespace; wait so the first apply works.
+        from kubernetes.client.exceptions import ApiException
+
+        core = self.core_api()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                core.read_namespaced_service_account("default", "default")
+                return
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+            time.sleep(0.25)
+        raise RuntimeError(f"no default ServiceAccount after {timeout:.0f}s")
+
+
+def component_argvs(
+    binaries: dict[str, str],
+    ports: Ports,
+    pki: certs_module.CertPaths,
+    state_dir: Path,
+    kubeconfigs: dict[str, Path],
+    *,
+    etcd_data: Path,
+) -> dict[str, list[str]]:
+    """Command lines of the five processes (pure: paths and ports in, argv out)."""
+    peer = f"http://127.0.0.1:{ports.etcd_peer}"
+    client = f"http://127.0.0.1:{ports.etcd_client}"
+    kcm = str(kubeconfigs["kube-controller-manager"])
+    scheduler = str(kubeconfigs["kube-scheduler"])
+    return {
+        "etcd": [
+            binaries["etcd"],
+            f"--name={CLUSTER_NAME}",
+            f"--data-dir={etcd_data}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster={CLUSTER_NAME}={peer}",
+            # A throwaway test store: durability costs seconds per test run on slow disks.
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
+        "kube-apiserver": [
+            binaries["kube-apiserver"],
+            "--advertise-address=127.0.0.1",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports.apiserver}",
+            f"--etcd-servers={client}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca_cert}",
+            f"--service-account-key-file={pki.service_account_public_key}",
+            f"--service-account-signing-key-file={pki.service_account_key}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={certs_module.SERVICE_CLUSTER_IP_RANGE}",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            f"--cert-dir={state_dir / 'apiserver-certs'}",
+            "--profiling=false",
+        ],
+        "kube-controller-manager": [
+            binaries["kube-controller-manager"],
+            f"--kubeconfig={kcm}",
+            f"--authentication-kubeconfig={kcm}",
+            f"--authorization-kubeconfig={kcm}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports.controller_manager}",
+            f"--cert-dir={state_dir / 'controller-manager-certs'}",
+            "--leader-elect=false",
+            # Each controller acts as its own service account with the bootstrap RBAC roles,
+            # as in kubeadm clusters, instead of sharing one all-powerful identity.
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki.service_account_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            f"--cluster-signing-cert-file={pki.ca_cert}",
+            f"--cluster-signing-key-file={pki.ca_key}",
+            f"--cluster-name={CLUSTER_NAME}",
+            "--profiling=false",
+        ],
+        "kube-scheduler": [
+            binaries["kube-scheduler"],
+            f"--kubeconfig={scheduler}",
+            f"--authentication-kubeconfig={scheduler}",
+            f"--authorization-kubeconfig={scheduler}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports.scheduler}",
+            "--leader-elect=false",
+            "--profiling=false",
+        ],
+        "kwok": [
+            binaries["kwok"],
+            f"--kubeconfig={kubeconfigs['admin']}",
+            # Only the fleet's nodes: a real kubelet joining this cluster stays its own.
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-ip=127.0.0.1",
+            "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{ports.kwok}",
+        ],
+    }

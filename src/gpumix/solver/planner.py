@@ -1,0 +1,249 @@
+"""``solve``: run the lexicographic phases of the formulation, then extract, baseline, explain,
+and re-check the plan.
+
+Services that cannot be planned on their own terms (a class with no candidate configuration,
+a spec problem) are reported infeasible up front and left out of the joint model, so one broken
+service does not block the plans of the others that share its pools.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import pulp
+
+from gpumix.solver import backends, formulation
+from gpumix.solver.baselines import with_baselines
+from gpumix.solver.evaluate import evaluate
+from gpumix.solver.explain import explain_infeasible, precheck
+from gpumix.solver.extract import service_plans
+from gpumix.solver.formulation import NO_RELAXATION, Formulation, Relaxation
+from gpumix.solver.model import (
+    Objective,
+    PlanningInputs,
+    PlanResult,
+    Reason,
+    ReasonCode,
+    ServiceDemand,
+    ServiceKey,
+    ServicePlan,
+    SolveOptions,
+    SolveStatus,
+)
+
+
+@dataclass
+class Optimised:
+    """A solved formulation and what the phases proved about it."""
+
+    formulation: Formulation
+    status: SolveStatus
+    gap: float | None
+    seconds: float
+
+
+def objectives_for(
+    services: tuple[ServiceDemand, ...], override: Objective | None
+) -> tuple[Objective, ...]:
+    return tuple(override or service.objective for service in services)
+
+
+def optimise(
+    inputs: PlanningInputs,
+    objectives: tuple[Objective, ...],
+    options: SolveOptions,
+    relaxation: Relaxation = NO_RELAXATION,
+    *,
+    minimise_churn: bool = True,
+) -> Optimised:
+    """Phases 1-3 of the formulation on one model, each fixing the optimum of the one before.
+
+    A phase the time limit cuts short keeps the previous phase's plan: the status is then
+    ``Feasible``, never ``Optimal``.
+    """
+    started = time.perf_counter()
+    deadline = started + options.time_limit_seconds
+    model = formulation.build(inputs, objectives, relaxation)
+    statuses: list[SolveStatus] = []
+    gaps: list[float | None] = []
+
+    def run_phase() -> backends.BackendOutcome:
+        outcome = backends.run(
+            model.problem,
+            options.backend,
+            time_limit_seconds=max(deadline - time.perf_counter(), 0.01),
+            mip_relative_gap=options.mip_relative_gap,
+            threads=options.threads,
+        )
+        statuses.append(outcome.status)
+        gaps.append(outcome.gap)
+        return outcome
+
+    def finish(status: SolveStatus) -> Optimised:
+        known_gaps = [gap for gap in gaps if gap is not None]
+        gap = max(known_gaps) if known_gaps else None
+        if status is SolveStatus.OPTIMAL and any(s is SolveStatus.FEASIBLE for s in statuses):
+            status = SolveStatus.FEASIBLE
+        return Optimised(model, status, gap, time.perf_counter() - started)
+
+    if model.throughput_services():
+        min_scale: float | None = None
+        if len(model.throughput_services()) > 1:
+            floor = formulation.set_objective_max_min_scale(model)
+            outcome = run_phase()
+            if not _has_plan(outcome.status):
+                return finish(outcome.status)
+            min_scale = floor.varValue or 0.0
+        formulation.set_objective_max_total_scale(model)
+        outcome = run_phase()
+        if not _has_plan(outcome.status):
+            return finish(outcome.status)
+        formulation.fix_scale(model, outcome.objective_value or 0.0, min_scale)
+
+    snapshot = _values(model.problem) if statuses else None
+    formulation.set_objective_min_cost(model)
+    outcome = run_phase()
+    if not _has_plan(outcome.status):
+        if snapshot is None:
+            return finish(outcome.status)
+        _restore(model.problem, snapshot)
+        return finish(SolveStatus.FEASIBLE)
+
+    current = _current_indices(inputs) if minimise_churn else {}
+    if current and time.perf_counter() < deadline:
+        optimum_cost = outcome.objective_value or 0.0
+        snapshot = _values(model.problem)
+        cost_cap = optimum_cost * (1 + options.churn_cost_tolerance) + 1e-6
+        formulation.set_objective_min_churn(model, cost_cap, current)
+        outcome = run_phase()
+        if not _has_plan(outcome.status):
+            _restore(model.problem, snapshot)
+            return finish(SolveStatus.FEASIBLE)
+    return finish(SolveStatus.OPTIMAL)
+
+
+def _has_plan(status: SolveStatus) -> bool:
+    return status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+
+
+def _values(problem: pulp.LpProblem) -> dict[str, float | None]:
+    return {variable.name: variable.varValue for variable in problem.variables()}
+
+
+def _restore(problem: pulp.LpProblem, values: dict[str, float | None]) -> None:
+    for variable in problem.variables():
+        variable.varValue = values.get(variable.name)
+
+
+def _current_indices(inputs: PlanningInputs) -> dict[tuple[int, int], int]:
+    indices: dict[tuple[int, int], int] = {}
+    for s, service in enumerate(inputs.services):
+        for c, candidate in enumerate(service.candidates):
+            replicas = inputs.current_plan.get((service.key, candidate.key), 0)
+            if replicas > 0:
+                indices[s, c] = replicas
+    return indices
+
+
+def churn(inputs: PlanningInputs, plans: tuple[ServicePlan, ...]) -> int:
+    """Replicas started plus replicas stopped, against the current plan."""
+    planned = {(plan.key, entry.key): entry.replicas for plan in plans for entry in plan.entries}
+    planned_services = {plan.key for plan in plans}
+    keys = set(planned) | {key for key in inputs.current_plan if key[0] in planned_services}
+    return sum(abs(planned.get(key, 0) - inputs.current_plan.get(key, 0)) for key in keys)
+
+
+def solve(inputs: PlanningInputs, options: SolveOptions | None = None) -> PlanResult:
+    """Plan every service jointly; see :mod:`gpumix.solver.formulation` for the model."""
+    options = options or SolveOptions()
+    services = tuple(sorted(inputs.services, key=lambda service: service.key))
+    inputs = replace(
+        inputs, services=services, pools=tuple(sorted(inputs.pools, key=lambda pool: pool.name))
+    )
+    objectives = objectives_for(services, options.objective_override)
+
+    early_reasons = {service.key: precheck(service) for service in services}
+    plannable = tuple(service for service in services if not early_reasons[service.key])
+    joint_inputs = replace(inputs, services=plannable)
+    joint_objectives = objectives_for(plannable, options.objective_override)
+
+    plans: dict[ServiceKey, ServicePlan] = {}
+    reasons: dict[ServiceKey, tuple[Reason, ...]] = dict(early_reasons)
+    status = SolveStatus.OPTIMAL
+    gap: float | None = 0.0
+    variables = constraints = 0
+    optimised = None
+    if plannable:
+        optimised = optimise(joint_inputs, joint_objectives, options)
+        status, gap = optimised.status, optimised.gap
+        variables = optimised.formulation.variable_count
+        constraints = optimised.formulation.constraint_count
+        if _has_plan(status):
+            for plan in service_plans(optimised.formulation):
+                plans[plan.key] = replace(plan, status=status)
+        elif status is SolveStatus.INFEASIBLE and options.explain:
+            reasons.update(explain_infeasible(joint_inputs, joint_objectives, options))
+        elif status is SolveStatus.NO_SOLUTION:
+            message = (
+                f"the time limit ({options.time_limit_seconds:g} s) ran out before any plan was "
+                "found; raise --time-limit"
+            )
+            for service in plannable:
+                reasons[service.key] = (Reason(ReasonCode.TIME_LIMIT, message),)
+    solve_seconds = optimised.seconds if optimised else 0.0
+    if any(early_reasons.values()):
+        status = SolveStatus.INFEASIBLE
+
+    service_results: list[ServicePlan] = []
+    for service, objective in zip(services, objectives, strict=True):
+        found = plans.get(service.key)
+        if found is None:
+            found = _empty_plan(service, objective, reasons.get(service.key, ()))
+        service_results.append(found)
+    results = tuple(service_results)
+    if options.baselines:
+        results = with_baselines(inputs, results, objectives, options)
+
+    planned = tuple(plan for plan in results if _has_plan(plan.status))
+    violations = evaluate(planned, inputs)
+    churn_replicas = churn(inputs, planned) if inputs.current_plan else None
+    return PlanResult(
+        status=status,
+        objective=_objective_label(objectives),
+        gap=gap if _has_plan(status) else None,
+        solve_seconds=solve_seconds,
+        total_cost_per_hour=sum(plan.cost_per_hour for plan in results),
+        services=results,
+        backend=backends.choose_backend(options.backend),
+        variables=variables,
+        constraints=constraints,
+        churn_replicas=churn_replicas,
+        violations=violations,
+    )
+
+
+def _empty_plan(
+    service: ServiceDemand, objective: Objective, reasons: tuple[Reason, ...]
+) -> ServicePlan:
+    return ServicePlan(
+        namespace=service.namespace,
+        name=service.name,
+        objective=objective,
+        cost_per_hour=0.0,
+        demand_rps=service.demand_rps,
+        scale_factor=0.0,
+        served_rps=0.0,
+        entries=(),
+        class_capacity_rps={c.name: 0.0 for c in service.classes},
+        class_demand_rps={c.name: c.demand_rps for c in service.classes},
+        status=SolveStatus.INFEASIBLE,
+        reasons=reasons,
+    )
+
+
+def _objective_label(objectives: tuple[Objective, ...]) -> str:
+    distinct = set(objectives)
+    if len(distinct) == 1:
+        return next(iter(distinct)).value
+    return "Mixed" if distinct else Objective.MIN_COST.value

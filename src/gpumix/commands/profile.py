@@ -146,11 +146,11 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     header = " ".join(f"{title:<{width}}" for title, _, width, _ in TABLE_COLUMNS) + " REASON"
     lines = [header]
     for entry in rows:
+        texts = [_cell(entry[key], fmt, entry["fits"]) for _, key, _, fmt in TABLE_COLUMNS]
+        # identifying columns left-aligned, figures right-aligned
         cells = [
-            f"{_cell(entry[key], fmt):<{width}}"
-            if index < 4
-            else f"{_cell(entry[key], fmt):>{width}}"
-            for index, (_, key, width, fmt) in enumerate(TABLE_COLUMNS)
+            f"{text:<{width}}" if index < 4 else f"{text:>{width}}"
+            for index, (text, (_, _, width, _)) in enumerate(zip(texts, TABLE_COLUMNS, strict=True))
         ]
         line = " ".join(cells)
         reason = entry["reason"]

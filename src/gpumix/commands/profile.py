@@ -146,7 +146,10 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     header = " ".join(f"{title:<{width}}" for title, _, width, _ in TABLE_COLUMNS) + " REASON"
     lines = [header]
     for entry in rows:
-        texts = [_cell(entry[key], fmt, entry["fits"]) for _, key, _, fmt in TABLE_COLUMNS]
+        texts = [
+            _cell(entry[key], fmt, entry["fits"] or index < 4)
+            for index, (_, key, _, fmt) in enumerate(TABLE_COLUMNS)
+        ]
         # identifying columns left-aligned, figures right-aligned
         cells = [
             f"{text:<{width}}" if index < 4 else f"{text:>{width}}"

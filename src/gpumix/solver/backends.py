@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pulp
 
@@ -93,9 +94,7 @@ def run(
             random_seed=0,
         )
     else:
-        solver = pulp.PULP_CBC_CMD(
-            msg=False, timeLimit=time_limit, gapRel=mip_relative_gap, threads=threads
-        )
+        solver = _cbc(timeLimit=time_limit, gapRel=mip_relative_gap, threads=threads)
     problem.solve(solver)
     seconds = time.perf_counter() - started
     status = _map_status(problem.status, problem.sol_status)
@@ -145,15 +144,24 @@ def _gap(
     return _lp_relaxation_gap(problem, objective_value)
 
 
+def _cbc(**options: Any) -> pulp.LpSolver:
+    """CBC as bundled with PuLP, through COIN_CMD (PULP_CBC_CMD is deprecated in PuLP 3.3)."""
+    from pulp.apis.coin_api import pulp_cbc_path
+
+    return pulp.COIN_CMD(path=pulp_cbc_path, msg=False, **options)
+
+
 def _lp_relaxation_gap(problem: pulp.LpProblem, objective_value: float) -> float | None:
     """Upper bound on CBC's gap: distance to the LP relaxation's optimum."""
-    relaxed = problem.deepcopy()
     values = {variable.name: variable.varValue for variable in problem.variables()}
-    relaxed.solve(pulp.PULP_CBC_CMD(msg=False, mip=False))
-    # deepcopy shares variable objects: restore the integer plan the caller will extract.
+    status, sol_status = problem.status, problem.sol_status
+    problem.solve(_cbc(mip=False))
+    relaxed_ok = problem.status == pulp.LpStatusOptimal
+    bound = _objective_value(problem)
+    # Restore the integer plan the caller will extract.
     for variable in problem.variables():
         variable.varValue = values[variable.name]
-    if relaxed.status != pulp.LpStatusOptimal:
+    problem.assignStatus(status, sol_status)
+    if not relaxed_ok:
         return None
-    bound = _objective_value(relaxed)
     return abs(objective_value - bound) / max(abs(objective_value), 1e-9)

@@ -111,7 +111,7 @@ class Formulation:
 
     @property
     def constraint_count(self) -> int:
-        return len(self.problem.constraints)
+        return int(self.problem.numConstraints())
 
 
 def build(
@@ -139,25 +139,25 @@ def build(
                 budget,
                 max_replicas,
             )
-            variable = pulp.LpVariable(f"y_{s}_{c}", lowBound=0, upBound=upper, cat="Integer")
+            variable = problem.add_variable(f"y_{s}_{c}", lowBound=0, upBound=upper, cat="Integer")
             replicas[s, c] = variable
             gpus_by_pool[candidate.pool].append((variable, candidate.tensor_parallel))
 
         if objectives[s] is Objective.MAX_THROUGHPUT:
-            scale[s] = pulp.LpVariable(f"alpha_{s}", lowBound=0)
+            scale[s] = problem.add_variable(f"alpha_{s}", lowBound=0)
         served: pulp.LpAffineExpression | float = scale.get(s, 1.0)
 
-        for request_class in service.classes:
+        for class_index, request_class in enumerate(service.classes):
             if request_class.demand_rps <= 0:
                 continue
             shares = []
             for c, candidate in enumerate(service.candidates):
                 if candidate.throughput_rps.get(request_class.name, 0.0) > 0:
-                    share = pulp.LpVariable(f"x_{s}_{request_class.name}_{c}", lowBound=0)
+                    share = problem.add_variable(f"x_{s}_{class_index}_{c}", lowBound=0)
                     assignment[s, request_class.name, c] = share
                     shares.append(share)
             # (1) classes fully served (α[s] of the reference demand for MaxThroughput)
-            problem += (pulp.lpSum(shares) == served, f"c1_served_{s}_{request_class.name}")
+            problem += (pulp.lpSum(shares) == served, f"c1_served_{s}_{class_index}")
 
         for c, candidate in enumerate(service.candidates):
             load = [
@@ -211,7 +211,7 @@ def build(
             used = pulp.LpAffineExpression(gpus_by_pool[pool_name])
             limit: pulp.LpAffineExpression | int = pools[pool_name].available_gpus
             if relaxation.availability is AvailabilityMode.ELASTIC:
-                shortfall[pool_name] = pulp.LpVariable(f"short_{pool_index}", lowBound=0)
+                shortfall[pool_name] = problem.add_variable(f"short_{pool_index}", lowBound=0)
                 limit = limit + shortfall[pool_name]
             # (3) pool availability, shared by all services
             problem += (used <= limit, f"c3_pool_{pool_index}")
@@ -241,7 +241,7 @@ def _replica_upper_bound(
 
 def set_objective_max_min_scale(formulation: Formulation) -> pulp.LpVariable:
     """Phase 1a: maximise the smallest scale factor among MaxThroughput services."""
-    floor = pulp.LpVariable("min_alpha", lowBound=0)
+    floor = formulation.problem.add_variable("min_alpha", lowBound=0)
     for s in formulation.throughput_services():
         formulation.problem += (formulation.scale[s] >= floor, f"p1_floor_{s}")
     formulation.problem.sense = pulp.LpMaximize
@@ -298,7 +298,7 @@ def set_objective_min_churn(
         if previous == 0:
             terms.append(variable)
             continue
-        change = pulp.LpVariable(f"churn_{index[0]}_{index[1]}", lowBound=0)
+        change = problem.add_variable(f"churn_{index[0]}_{index[1]}", lowBound=0)
         problem += (change >= variable - previous, f"p3_up_{index[0]}_{index[1]}")
         problem += (change >= previous - variable, f"p3_down_{index[0]}_{index[1]}")
         formulation.churn_parts.append(change)

@@ -1,15 +1,114 @@
-"""`gpumix operator`: placeholder until its issue lands (each verb owns this module)."""
+"""`gpumix operator`: run the kopf operator (fleet inventory, joint planner, reconciler)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from gpumix.errors import InputError
+
+DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("operator", help="not yet available")
+    parser = subparsers.add_parser(
+        "operator",
+        help="run the Kubernetes operator",
+        description="Watch LLMServices, GPUPools, Nodes and Pods; plan every LLMService "
+        "jointly on the live GPU inventory and reconcile vLLM Deployments.",
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NAMESPACE",
+        help="watch LLMServices (and pods) only in this namespace; repeatable "
+        "(default: all namespaces)",
+    )
+    parser.add_argument(
+        "--liveness",
+        default=DEFAULT_LIVENESS,
+        metavar="URL",
+        help=f"liveness endpoint (default {DEFAULT_LIVENESS}); 'none' disables it",
+    )
+    parser.add_argument(
+        "--peering",
+        default=None,
+        metavar="NAME",
+        help="coordinate replicas through this kopf peering object (default: standalone)",
+    )
+    parser.add_argument(
+        "--planner-interval",
+        type=_positive_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="re-plan at least this often (default 60)",
+    )
+    parser.add_argument(
+        "--debounce",
+        type=_positive_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="batch changes that arrive within this time into one planning pass (default 1)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        "--solver-time-limit",
+        dest="time_limit",
+        type=_positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="solver time limit per planning pass (default 30)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["highs", "cbc"],
+        default="highs",
+        help="MILP solver backend (default highs)",
+    )
+    parser.add_argument(
+        "--migration-timeout",
+        type=_positive_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="remove replaced Deployments after this long even if the new ones are not "
+        "ready (default 600)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("gpumix operator: not yet available")
+    # Imported here: `gpumix plan` and `gpumix profile` must not pay for kopf and the client.
+    from gpumix.operator.main import run as run_operator
+    from gpumix.operator.settings import OperatorConfig
+    from gpumix.solver import Backend
+
+    liveness = None if str(args.liveness).lower() == "none" else args.liveness
+    for namespace in args.namespace:
+        if not namespace:
+            raise InputError("must not be empty", field="--namespace")
+    operator_config = OperatorConfig(
+        namespaces=tuple(dict.fromkeys(args.namespace)),
+        liveness_endpoint=liveness,
+        peering=args.peering,
+        planner_interval_seconds=args.planner_interval,
+        debounce_seconds=args.debounce,
+        solver_time_limit_seconds=args.time_limit,
+        solver_backend=Backend(args.backend),
+        migration_timeout_seconds=args.migration_timeout,
+        verbose=args.verbose,
+    )
+    run_operator(operator_config)
+    return 0

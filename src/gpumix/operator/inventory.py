@@ -1,0 +1,377 @@
+"""The GPU inventory: which pools exist, how many GPUs each has and how many the planner may use.
+
+Pure: raw Node and Pod dicts are parsed once into small frozen records (:func:`node_record`,
+:func:`pod_record`; the kopf indices store those), and :func:`build_inventory` turns records plus
+GPUPool objects into :class:`PoolInventory` values. No Kubernetes client, no kopf.
+
+Availability rules (what the planner may place on a pool now):
+
+- a node counts when it is Ready, schedulable and carries no ``NoExecute`` taint;
+- its free GPUs are its allocatable ``nvidia.com/gpu`` minus what running pods that gpumix does
+  *not* manage request there; GPUs held by gpumix's own pods count as free, because the plan
+  being computed replaces the plan those pods belong to;
+- with ``maxGPUs`` (an autoscaler ceiling) the pool may grow: available =
+  max(0, maxGPUs − GPUs on existing nodes) + free GPUs on usable nodes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gpumix import catalog
+from gpumix.catalog.gpus import (
+    GFD_PRODUCT_LABEL,
+    GKE_ACCELERATOR_LABEL,
+    KARPENTER_GPU_MEMORY_LABEL,
+    KARPENTER_GPU_NAME_LABEL,
+)
+from gpumix.errors import InputError
+from gpumix.resources import GPUPool
+from gpumix.solver import Pool
+
+GPU_RESOURCE = "nvidia.com/gpu"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "gpumix"
+
+# Labels that name the GPU model, in the order we trust them (GFD reads the hardware).
+GPU_LABELS = (GFD_PRODUCT_LABEL, GKE_ACCELERATOR_LABEL, KARPENTER_GPU_NAME_LABEL)
+KARPENTER_CAPACITY_LABEL = "karpenter.sh/capacity-type"
+GKE_SPOT_LABEL = "cloud.google.com/gke-spot"
+EKS_CAPACITY_LABEL = "eks.amazonaws.com/capacityType"
+
+ON_DEMAND = "on-demand"
+SPOT = "spot"
+RESERVED = "reserved"
+
+TERMINATED_POD_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Records parsed from Node and Pod objects
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """What the inventory needs from one Node."""
+
+    name: str
+    labels: Mapping[str, str]
+    allocatable_gpus: int
+    ready: bool
+    unschedulable: bool
+    no_execute_taint: bool
+
+    @property
+    def usable(self) -> bool:
+        """Whether the scheduler may place new GPU pods here now."""
+        return self.ready and not self.unschedulable and not self.no_execute_taint
+
+
+@dataclass(frozen=True)
+class PodRecord:
+    """A non-terminated pod that requests GPUs."""
+
+    namespace: str
+    name: str
+    node_name: str | None
+    gpus: int
+    managed_by_gpumix: bool
+
+
+def parse_quantity_count(value: Any) -> int:
+    """A count-like quantity ("8", 8, "8.0") as an int; anything unparsable counts as 0."""
+    try:
+        return max(0, math.floor(float(str(value))))
+    except (TypeError, ValueError):
+        return 0
+
+
+def node_record(body: Mapping[str, Any]) -> NodeRecord:
+    metadata = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    conditions = status.get("conditions") or []
+    ready = any(
+        condition.get("type") == "Ready" and condition.get("status") == "True"
+        for condition in conditions
+    )
+    taints = spec.get("taints") or []
+    return NodeRecord(
+        name=str(metadata.get("name", "")),
+        labels=dict(metadata.get("labels") or {}),
+        allocatable_gpus=parse_quantity_count((status.get("allocatable") or {}).get(GPU_RESOURCE)),
+        ready=ready,
+        unschedulable=bool(spec.get("unschedulable", False)),
+        no_execute_taint=any(taint.get("effect") == "NoExecute" for taint in taints),
+    )
+
+
+def pod_gpu_request(pod_spec: Mapping[str, Any]) -> int:
+    """GPUs a pod holds: the sum over its containers, or its largest init container if more."""
+
+    def container_gpus(container: Mapping[str, Any]) -> int:
+        resources = container.get("resources") or {}
+        # Extended resources must have limits == requests; either may be written alone.
+        requests = (resources.get("requests") or {}).get(GPU_RESOURCE)
+        limits = (resources.get("limits") or {}).get(GPU_RESOURCE)
+        return parse_quantity_count(requests if requests is not None else limits)
+
+    running = sum(container_gpus(c) for c in pod_spec.get("containers") or [])
+    init = max((container_gpus(c) for c in pod_spec.get("initContainers") or []), default=0)
+    return max(running, init)
+
+
+def pod_record(body: Mapping[str, Any]) -> PodRecord | None:
+    """The pod's GPU claim, or None when it claims no GPUs or has terminated."""
+    metadata = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    phase = (body.get("status") or {}).get("phase")
+    if phase in TERMINATED_POD_PHASES:
+        return None
+    gpus = pod_gpu_request(spec)
+    if gpus == 0:
+        return None
+    labels = metadata.get("labels") or {}
+    return PodRecord(
+        namespace=str(metadata.get("namespace", "")),
+        name=str(metadata.get("name", "")),
+        node_name=spec.get("nodeName") or None,
+        gpus=gpus,
+        managed_by_gpumix=labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pools
+
+
+@dataclass(frozen=True)
+class PoolDefinition:
+    """A pool as configured (GPUPool) or discovered (node labels), before counting nodes."""
+
+    name: str
+    gpu_type: str
+    capacity_type: str
+    node_selector: Mapping[str, str]
+    price_per_gpu_hour: float | None
+    max_gpus: int | None = None
+    gpus_per_node: int | None = None
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    discovered: bool = False
+
+    def selects(self, node: NodeRecord) -> bool:
+        return all(node.labels.get(key) == value for key, value in self.node_selector.items())
+
+
+@dataclass(frozen=True)
+class PoolInventory:
+    """A pool with its live counts; what the planner sees and what GPUPool status shows."""
+
+    definition: PoolDefinition
+    nodes: int
+    ready_nodes: int
+    gpus: int
+    allocated_gpus: int
+    available_gpus: int
+    gpus_per_node: int
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def plannable(self) -> bool:
+        return self.problem is None and self.definition.price_per_gpu_hour is not None
+
+    def solver_pool(self) -> Pool:
+        if self.definition.price_per_gpu_hour is None:
+            raise ValueError(f"pool {self.name} has no price")
+        return Pool(
+            name=self.name,
+            gpu_type=self.definition.gpu_type,
+            capacity_type=self.definition.capacity_type,
+            price_per_gpu_hour=self.definition.price_per_gpu_hour,
+            available_gpus=self.available_gpus,
+            gpus_per_node=self.gpus_per_node,
+        )
+
+
+def capacity_type_from_labels(labels: Mapping[str, str]) -> str | None:
+    """The capacity type a provider label states, or None when no label says."""
+    karpenter = labels.get(KARPENTER_CAPACITY_LABEL)
+    if karpenter is not None:
+        value = karpenter.strip().lower()
+        if value == "spot":
+            return SPOT
+        if value in ("reserved", "capacity-block"):
+            return RESERVED
+        return ON_DEMAND
+    if GKE_SPOT_LABEL in labels:
+        return SPOT if labels[GKE_SPOT_LABEL].strip().lower() == "true" else ON_DEMAND
+    eks = labels.get(EKS_CAPACITY_LABEL)
+    if eks is not None:
+        return SPOT if eks.strip().upper() == "SPOT" else ON_DEMAND
+    return None
+
+
+_CAPACITY_LABELS = (KARPENTER_CAPACITY_LABEL, GKE_SPOT_LABEL, EKS_CAPACITY_LABEL)
+
+
+def discovered_identity(node: NodeRecord) -> tuple[str, str, dict[str, str]] | None:
+    """(GPU type, capacity type, node selector) of a GPU node, from its labels alone.
+
+    The selector holds exactly the labels that identified the pool, so pods land on nodes of
+    this GPU type and capacity type and nowhere else.
+    """
+    gpu_type = catalog.gpu_type_from_labels(node.labels)
+    if gpu_type is None:
+        return None
+    selector: dict[str, str] = {}
+    for key in GPU_LABELS:
+        if key in node.labels and catalog.gpu_type_from_label(node.labels[key]) is not None:
+            selector[key] = node.labels[key]
+            break
+    if KARPENTER_GPU_NAME_LABEL in selector and KARPENTER_GPU_MEMORY_LABEL in node.labels:
+        # Karpenter names both A100 sizes "a100"; the memory label tells them apart.
+        selector[KARPENTER_GPU_MEMORY_LABEL] = node.labels[KARPENTER_GPU_MEMORY_LABEL]
+    capacity_type = capacity_type_from_labels(node.labels) or ON_DEMAND
+    for key in _CAPACITY_LABELS:
+        if key in node.labels:
+            selector[key] = node.labels[key]
+            break
+    return gpu_type, capacity_type, selector
+
+
+def discover_pools(nodes: Iterable[NodeRecord]) -> list[PoolDefinition]:
+    """Pools from node labels (used when no GPUPool exists), named ``<gpu-type>-<capacity>``."""
+    identities: dict[tuple[str, ...], tuple[str, str, dict[str, str]]] = {}
+    for node in nodes:
+        identity = discovered_identity(node)
+        if identity is None:
+            continue
+        gpu_type, capacity_type, selector = identity
+        key = (gpu_type, capacity_type, *sorted(f"{k}={v}" for k, v in selector.items()))
+        identities[key] = identity
+    pools: list[PoolDefinition] = []
+    used_names: set[str] = set()
+    for key in sorted(identities):
+        gpu_type, capacity_type, selector = identities[key]
+        base = f"{gpu_type.lower()}-{capacity_type}"
+        name = base
+        suffix = 2
+        # Two label values for one GPU type (e.g. two GFD product strings) make two pools.
+        while name in used_names:
+            name = f"{base}-{suffix}"
+            suffix += 1
+        used_names.add(name)
+        pools.append(
+            PoolDefinition(
+                name=name,
+                gpu_type=gpu_type,
+                capacity_type=capacity_type,
+                node_selector=selector,
+                price_per_gpu_hour=catalogue_price(gpu_type, capacity_type),
+                discovered=True,
+            )
+        )
+    return pools
+
+
+def catalogue_price(gpu_type: str, capacity_type: str) -> float | None:
+    try:
+        return catalog.default_price(gpu_type, capacity_type)
+    except InputError:
+        return None
+
+
+def pool_definition(pool: GPUPool) -> PoolDefinition:
+    spec = pool.spec
+    capacity_type = str(spec.capacity_type.value)
+    price = (
+        float(spec.price_per_gpu_hour)
+        if spec.price_per_gpu_hour is not None
+        else catalogue_price(spec.gpu_type, capacity_type)
+    )
+    return PoolDefinition(
+        name=pool.metadata.name,
+        gpu_type=spec.gpu_type,
+        capacity_type=capacity_type,
+        node_selector=dict(spec.node_selector),
+        price_per_gpu_hour=price,
+        max_gpus=spec.max_gpus,
+        gpus_per_node=spec.gpus_per_node,
+        tolerations=tuple(
+            toleration.model_dump(by_alias=True, exclude_none=True)
+            for toleration in spec.tolerations
+        ),
+    )
+
+
+def _catalogue_gpus_per_node(gpu_type: str) -> int | None:
+    try:
+        return catalog.get_gpu(gpu_type).gpus_per_node
+    except InputError:
+        return None
+
+
+def count_pool(
+    definition: PoolDefinition, nodes: Sequence[NodeRecord], pods: Sequence[PodRecord]
+) -> PoolInventory:
+    members = [node for node in nodes if definition.selects(node)]
+    member_names = {node.name for node in members}
+    foreign_by_node: dict[str, int] = {}
+    allocated = 0
+    for pod in pods:
+        if pod.node_name is None or pod.node_name not in member_names:
+            continue
+        allocated += pod.gpus
+        if not pod.managed_by_gpumix:
+            foreign_by_node[pod.node_name] = foreign_by_node.get(pod.node_name, 0) + pod.gpus
+    gpus = sum(node.allocatable_gpus for node in members)
+    free = sum(
+        max(0, node.allocatable_gpus - foreign_by_node.get(node.name, 0))
+        for node in members
+        if node.usable
+    )
+    if definition.max_gpus is not None:
+        available = max(0, definition.max_gpus - gpus) + free
+    else:
+        available = free
+    gpus_per_node = (
+        definition.gpus_per_node
+        or max((node.allocatable_gpus for node in members), default=0)
+        or _catalogue_gpus_per_node(definition.gpu_type)
+        or 1
+    )
+    problem = None
+    if definition.price_per_gpu_hour is None:
+        problem = (
+            f"no price for GPU type {definition.gpu_type} ({definition.capacity_type}) in the "
+            "catalogue: set spec.pricePerGPUHour"
+        )
+    return PoolInventory(
+        definition=definition,
+        nodes=len(members),
+        ready_nodes=sum(1 for node in members if node.ready),
+        gpus=gpus,
+        allocated_gpus=allocated,
+        available_gpus=available,
+        gpus_per_node=gpus_per_node,
+        problem=problem,
+    )
+
+
+def build_inventory(
+    gpupools: Sequence[GPUPool], nodes: Sequence[NodeRecord], pods: Sequence[PodRecord]
+) -> tuple[PoolInventory, ...]:
+    """Every pool with its counts: the GPUPool objects, or pools discovered when there are none."""
+    if gpupools:
+        definitions = [pool_definition(pool) for pool in gpupools]
+    else:
+        definitions = discover_pools(nodes)
+    inventories = (count_pool(definition, nodes, pods) for definition in definitions)
+    return tuple(sorted(inventories, key=lambda inventory: inventory.name))

@@ -1,0 +1,295 @@
+"""The one Kubernetes I/O adapter: every read and write the planner makes goes through here.
+
+The official client blocks, so callers run these methods in a thread (``asyncio.to_thread``).
+Client errors become :class:`KubeError`; 404 on delete and 409 on create are expected races and
+tolerated; update conflicts are retried with a fresh read; objects are written only when their
+spec-hash annotation differs. Bodies travel as plain dicts (``_preload_content=False``), the
+same shape the builders produce and the watch delivers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from gpumix.operator.manifests import (
+    LABEL_MANAGED_BY,
+    LABEL_SERVICE,
+    MANAGED_BY,
+    SPEC_HASH_ANNOTATION,
+    label_value,
+)
+
+GROUP = "gpumix.io"
+VERSION = "v1alpha1"
+LLMSERVICES = "llmservices"
+GPUPOOLS = "gpupools"
+CONFLICT_RETRIES = 3
+COMPONENT = "gpumix-operator"
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class KubeError(Exception):
+    """A failed API call, with the HTTP status (0 when the request never got an answer)."""
+
+    def __init__(self, action: str, status: int, message: str):
+        self.status = status
+        super().__init__(f"{action}: HTTP {status}: {message}")
+
+
+def _message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (TypeError, ValueError):
+        return str(error.reason)
+
+
+def _call(action: str, request: Callable[[], T]) -> T:
+    try:
+        return request()
+    except ApiException as error:
+        raise KubeError(action, int(error.status or 0), _message(error)) from None
+    except OSError as error:  # connection refused, DNS, TLS
+        raise KubeError(action, 0, str(error)) from None
+
+
+def _json(response: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(response.data or b"{}")
+    return data
+
+
+def _spec_hash(obj: Mapping[str, Any]) -> str | None:
+    annotations: Mapping[str, str] = (obj.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(SPEC_HASH_ANNOTATION)
+
+
+class Kube:
+    """Reads and writes of the objects gpumix owns; one instance per operator (in kopf's memo)."""
+
+    def __init__(self, api_client: client.ApiClient):
+        # Typed as Any: bodies are plain dicts here, not the client's generated model classes.
+        self.core: Any = client.CoreV1Api(api_client)
+        self.apps: Any = client.AppsV1Api(api_client)
+        self.custom: Any = client.CustomObjectsApi(api_client)
+
+    # -- children of an LLMService ------------------------------------------------------------
+
+    def list_children(self, namespace: str, service_name: str) -> list[dict[str, Any]]:
+        """Deployments and Services gpumix created for one LLMService."""
+        wanted = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_SERVICE: label_value(service_name)}
+        selector = ",".join(f"{key}={value}" for key, value in wanted.items())
+        deployments = _call(
+            f"list Deployments in {namespace}",
+            lambda: self.apps.list_namespaced_deployment(
+                namespace, label_selector=selector, _preload_content=False
+            ),
+        )
+        services = _call(
+            f"list Services in {namespace}",
+            lambda: self.core.list_namespaced_service(
+                namespace, label_selector=selector, _preload_content=False
+            ),
+        )
+        children: list[dict[str, Any]] = []
+        for kind, response in (("Deployment", deployments), ("Service", services)):
+            for item in _json(response).get("items", []):
+                labels = (item.get("metadata") or {}).get("labels") or {}
+                # Servers without label selection (test emulators) return everything.
+                if all(labels.get(key) == value for key, value in wanted.items()):
+                    children.append({"kind": kind, **item})
+        return children
+
+    def apply(self, obj: Mapping[str, Any]) -> str:
+        """Create ``obj`` or replace the live one when the spec hashes differ.
+
+        Returns "created", "replaced" or "unchanged".
+        """
+        kind = obj["kind"]
+        namespace = obj["metadata"]["namespace"]
+        name = obj["metadata"]["name"]
+        what = f"{kind} {namespace}/{name}"
+        for _attempt in range(CONFLICT_RETRIES):
+            live = self._read(kind, namespace, name)
+            if live is None:
+                try:
+                    self._create(kind, namespace, obj)
+                    return "created"
+                except KubeError as error:
+                    if error.status == 409:  # created meanwhile: compare with that one
+                        continue
+                    raise
+            if _spec_hash(live) == _spec_hash(obj):
+                return "unchanged"
+            body = json.loads(json.dumps(obj))
+            body["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
+            if kind == "Service":
+                # The cluster IP is allocated by the server and immutable.
+                live_spec = live.get("spec") or {}
+                for field in ("clusterIP", "clusterIPs"):
+                    if field in live_spec:
+                        body["spec"][field] = live_spec[field]
+            try:
+                self._replace(kind, namespace, name, body)
+                return "replaced"
+            except KubeError as error:
+                if error.status == 409:  # someone wrote in between: read again
+                    continue
+                raise
+        raise KubeError(f"apply {what}", 409, f"still conflicting after {CONFLICT_RETRIES} tries")
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete a child; already gone is fine. Pods go with their Deployment (background)."""
+        options = client.V1DeleteOptions(propagation_policy="Background")
+        try:
+            if kind == "Deployment":
+                _call(
+                    f"delete Deployment {namespace}/{name}",
+                    lambda: self.apps.delete_namespaced_deployment(
+                        name, namespace, body=options, _preload_content=False
+                    ),
+                )
+            else:
+                _call(
+                    f"delete Service {namespace}/{name}",
+                    lambda: self.core.delete_namespaced_service(
+                        name, namespace, body=options, _preload_content=False
+                    ),
+                )
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
+    def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            if kind == "Deployment":
+                response = _call(
+                    f"read Deployment {namespace}/{name}",
+                    lambda: self.apps.read_namespaced_deployment(
+                        name, namespace, _preload_content=False
+                    ),
+                )
+            else:
+                response = _call(
+                    f"read Service {namespace}/{name}",
+                    lambda: self.core.read_namespaced_service(
+                        name, namespace, _preload_content=False
+                    ),
+                )
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+        return _json(response)
+
+    def _create(self, kind: str, namespace: str, body: Mapping[str, Any]) -> None:
+        if kind == "Deployment":
+            _call(
+                f"create Deployment {namespace}",
+                lambda: self.apps.create_namespaced_deployment(
+                    namespace, body, _preload_content=False
+                ),
+            )
+        else:
+            _call(
+                f"create Service {namespace}",
+                lambda: self.core.create_namespaced_service(
+                    namespace, body, _preload_content=False
+                ),
+            )
+
+    def _replace(self, kind: str, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        if kind == "Deployment":
+            _call(
+                f"replace Deployment {namespace}/{name}",
+                lambda: self.apps.replace_namespaced_deployment(
+                    name, namespace, body, _preload_content=False
+                ),
+            )
+        else:
+            _call(
+                f"replace Service {namespace}/{name}",
+                lambda: self.core.replace_namespaced_service(
+                    name, namespace, body, _preload_content=False
+                ),
+            )
+
+    # -- status and events --------------------------------------------------------------------
+
+    def patch_llmservice_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the status subresource; a deleted LLMService is not an error."""
+        try:
+            _call(
+                f"patch LLMService {namespace}/{name} status",
+                lambda: self.custom.patch_namespaced_custom_object_status(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    LLMSERVICES,
+                    name,
+                    {"status": dict(status)},
+                    _preload_content=False,
+                ),
+            )
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
+    def patch_gpupool_status(self, name: str, status: Mapping[str, Any]) -> None:
+        try:
+            _call(
+                f"patch GPUPool {name} status",
+                lambda: self.custom.patch_cluster_custom_object_status(
+                    GROUP, VERSION, GPUPOOLS, name, {"status": dict(status)}, _preload_content=False
+                ),
+            )
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
+    def post_event(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        uid: str | None,
+        reason: str,
+        message: str,
+        event_type: str = "Normal",
+    ) -> None:
+        """A core/v1 Event on an LLMService (what `kubectl describe` shows)."""
+        now = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "LLMService",
+                "name": name,
+                "namespace": namespace,
+                **({"uid": uid} if uid else {}),
+            },
+            "reason": reason,
+            # The API server refuses event messages over 1 KiB.
+            "message": message[:1024],
+            "type": event_type,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": COMPONENT,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        _call(
+            f"create Event in {namespace}",
+            lambda: self.core.create_namespaced_event(namespace, body, _preload_content=False),
+        )

@@ -1,0 +1,141 @@
+"""The kopf registration table: thin handlers that parse nothing and decide nothing.
+
+Indices (:mod:`gpumix.operator.indexes`) hold the parsed state; every handler below only wakes
+the fleet planner (:mod:`gpumix.operator.planner`), which plans and reconciles in one place.
+No change handlers are registered, so kopf never writes progress, diff-base or finalizers:
+deletion is left to Kubernetes' garbage collector through the children's owner references.
+
+Handlers are registered into a registry built per run (:func:`build_registry`) rather than at
+import time, so the configuration is explicit and tests can start the operator repeatedly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from gpumix.operator import indexes
+from gpumix.operator.kube import Kube
+from gpumix.operator.manifests import LABEL_MANAGED_BY, MANAGED_BY
+from gpumix.operator.planner import FleetPlanner
+from gpumix.operator.settings import OperatorConfig, configure_kopf
+
+logger = logging.getLogger(__name__)
+
+GROUP = "gpumix.io"
+VERSION = "v1alpha1"
+
+
+def make_api_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return client.ApiClient(configuration)
+
+
+def _planner(memo: Any) -> FleetPlanner | None:
+    planner: FleetPlanner | None = getattr(memo, "planner", None)
+    return planner
+
+
+def _wake(memo: Any) -> None:
+    planner = _planner(memo)
+    if planner is not None:
+        planner.indices_loaded()
+        planner.wake()
+
+
+def _not_managed_by_gpumix(labels: kopf.Labels, **_: Any) -> bool:
+    return labels.get(LABEL_MANAGED_BY) != MANAGED_BY
+
+
+def build_registry(operator_config: OperatorConfig) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    indexes.register(registry)
+
+    @kopf.on.startup(registry=registry)
+    async def start_planner(
+        settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        configure_kopf(settings, operator_config)
+        api_client = await asyncio.to_thread(make_api_client)
+        memo.api_client = api_client
+        # kopf passes its (still empty, live-updating) indices to startup handlers by name.
+        live_indices = {name: kwargs[name] for name in indexes.INDEX_NAMES if name in kwargs}
+        planner = FleetPlanner(operator_config, Kube(api_client), live_indices)
+        memo.planner = planner
+        memo.planner_task = asyncio.create_task(planner.run(), name="gpumix-planner")
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_planner(memo: kopf.Memo, **_: Any) -> None:
+        task: asyncio.Task[None] | None = getattr(memo, "planner_task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        api_client = getattr(memo, "api_client", None)
+        if api_client is not None:
+            await asyncio.to_thread(api_client.close)
+
+    @kopf.on.probe(id="planner", registry=registry)
+    def planner_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+        # Liveness: the planner task must be alive; the rest is for humans.
+        task: asyncio.Task[None] | None = getattr(memo, "planner_task", None)
+        if task is None or task.done():
+            raise kopf.PermanentError("the planner task is not running")
+        planner = _planner(memo)
+        return {"solves": planner.state.solves if planner else 0}
+
+    # Everything that can change a plan or a status wakes the planner. Handlers run only once
+    # kopf has populated every index, which is what the planner waits for before its first pass.
+
+    @kopf.on.event(GROUP, VERSION, "llmservices", registry=registry)
+    def llmservice_changed(memo: kopf.Memo, **_: Any) -> None:
+        _wake(memo)
+
+    @kopf.on.event(GROUP, VERSION, "gpupools", registry=registry)
+    def gpupool_changed(memo: kopf.Memo, **_: Any) -> None:
+        _wake(memo)
+
+    @kopf.on.event("", "v1", "nodes", registry=registry)
+    def node_changed(memo: kopf.Memo, **_: Any) -> None:
+        _wake(memo)
+
+    @kopf.on.event("", "v1", "pods", when=_not_managed_by_gpumix, registry=registry)
+    def foreign_pod_changed(memo: kopf.Memo, **_: Any) -> None:
+        # Only pods gpumix does not manage take GPUs away from the plan.
+        _wake(memo)
+
+    @kopf.on.event(
+        "apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry
+    )
+    def child_deployment_changed(memo: kopf.Memo, **_: Any) -> None:
+        # Ready replicas go to the owner's status; readiness also ends a migration.
+        _wake(memo)
+
+    return registry
+
+
+def run(operator_config: OperatorConfig) -> None:
+    """Run the operator until interrupted (kopf handles SIGINT/SIGTERM)."""
+    registry = build_registry(operator_config)
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, operator_config)
+    kopf.configure(verbose=operator_config.verbose)
+    kopf.run(
+        registry=registry,
+        settings=settings,
+        standalone=operator_config.peering is None,
+        peering_name=operator_config.peering,
+        clusterwide=operator_config.clusterwide,
+        namespaces=operator_config.namespaces,
+        liveness_endpoint=operator_config.liveness_endpoint,
+    )

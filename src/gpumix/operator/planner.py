@@ -1,0 +1,570 @@
+"""The fleet planner: one background task that plans every LLMService jointly and reconciles.
+
+Handlers only call :meth:`FleetPlanner.wake`. The loop batches wake-ups (debounce), snapshots
+the kopf indices, builds the solver inputs and solves (in a thread, one solve at a time) only
+when those inputs changed or the periodic timer is due, then reconciles every service: children
+first, status and a PlanChanged event last. Everything that must survive a restart lives in the
+API (children, their spec hashes, the LLMService status); memory only holds what can be
+recomputed (the last inputs hash, migration deadlines, the causes of the last plan).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from gpumix import catalog
+from gpumix.errors import InputError
+from gpumix.operator import events, indexes, inventory, manifests, reconcile, status
+from gpumix.operator.kube import Kube, KubeError
+from gpumix.operator.settings import OperatorConfig
+from gpumix.planning import service_demand
+from gpumix.resources import GPUPool, LLMService, PlanEntryStatus
+from gpumix.resources.gpupool import GPUPoolStatus
+from gpumix.resources.llmservice import BaselineStatus
+from gpumix.solver import (
+    ConfigKey,
+    CurrentPlan,
+    PlanningInputs,
+    PlanResult,
+    ServiceDemand,
+    ServiceKey,
+    ServicePlan,
+    SolveOptions,
+    SolveStatus,
+    solve,
+)
+from gpumix.solver.candidates import PoolHardware
+
+logger = logging.getLogger(__name__)
+
+DemandBuilder = Callable[[LLMService, Sequence[PoolHardware], CurrentPlan], ServiceDemand]
+Solver = Callable[[PlanningInputs, SolveOptions], PlanResult]
+
+# After an unexpected failure of a whole pass, wait this long before the next one.
+ERROR_BACKOFF_SECONDS = 5.0
+
+
+def default_demand_builder(
+    service: LLMService, pools: Sequence[PoolHardware], current_plan: CurrentPlan
+) -> ServiceDemand:
+    return service_demand(service, pools, current_plan=current_plan)
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def money(value: float) -> Decimal:
+    return Decimal(f"{max(value, 0.0):.2f}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The latest planning result for one service."""
+
+    generation: int | None
+    plan: ServicePlan | None  # None: no feasible plan for the current spec
+    reason: str  # Feasible=False reason when plan is None
+    messages: tuple[str, ...]
+    pool_facts: Mapping[str, events.PoolFacts]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The kopf indices at one moment, parsed and counted."""
+
+    services: tuple[indexes.ServiceRecord, ...]
+    pool_records: tuple[indexes.PoolRecord, ...]
+    pools: tuple[inventory.PoolInventory, ...]
+
+    @property
+    def pool_facts(self) -> dict[str, events.PoolFacts]:
+        return {
+            pool.name: events.PoolFacts(
+                nodes=pool.nodes,
+                ready_nodes=pool.ready_nodes,
+                available_gpus=pool.available_gpus,
+                price_per_gpu_hour=pool.definition.price_per_gpu_hour,
+            )
+            for pool in self.pools
+        }
+
+
+def service_key(record: indexes.ServiceRecord) -> ServiceKey:
+    return ServiceKey(record.namespace or "default", record.name)
+
+
+def hardware_for(
+    pool: inventory.PoolInventory, gpupools: Mapping[str, GPUPool]
+) -> PoolHardware | None:
+    """The pool with its GPU figures (catalogue, or the GPUPool's custom spec.gpu)."""
+    if not pool.plannable:
+        return None
+    solver_pool = pool.solver_pool()
+    resource = gpupools.get(pool.name) if not pool.definition.discovered else None
+    try:
+        if resource is not None and resource.spec.gpu is not None:
+            gpu = catalog.custom_gpu_type(
+                resource.spec.gpu_type,
+                resource.spec.gpu.model_dump(by_alias=True, exclude_none=True),
+                gpus_per_node=solver_pool.gpus_per_node,
+                price_per_gpu_hour=solver_pool.price_per_gpu_hour,
+            )
+        else:
+            gpu = catalog.get_gpu(pool.definition.gpu_type)
+    except InputError as error:
+        logger.warning("pool %s left out of planning: %s", pool.name, error)
+        return None
+    return PoolHardware(solver_pool, gpu)
+
+
+def current_plan_from_status(records: Sequence[indexes.ServiceRecord]) -> dict[Any, int]:
+    """What runs now, as the solver's churn reference: the plans recorded in status."""
+    plan: dict[Any, int] = {}
+    for record in records:
+        if record.status is None:
+            continue
+        for entry in record.status.plan:
+            key = ConfigKey(entry.pool, entry.tensor_parallel, entry.weight_format)
+            plan[service_key(record), key] = entry.replicas
+    return plan
+
+
+def inputs_fingerprint(inputs: PlanningInputs) -> str:
+    """Hash of what the solver sees, without the current plan (which our own writes change)."""
+    text = repr((inputs.pools, sorted(inputs.services, key=lambda s: s.key)))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def failure_reason(result: PlanResult, plan: ServicePlan) -> str:
+    if plan.reasons:
+        return str(plan.reasons[0].code.value)
+    if result.status is SolveStatus.NO_SOLUTION or plan.status is SolveStatus.NO_SOLUTION:
+        return status.NO_SOLUTION_FOUND
+    return "Infeasible"
+
+
+def entry_summary(entry: Any) -> events.EntrySummary:
+    return events.EntrySummary(
+        gpu_type=entry.gpu_type,
+        capacity_type=entry.capacity_type,
+        pool=entry.pool,
+        tensor_parallel=entry.tensor_parallel,
+        weight_format=entry.weight_format,
+        replicas=entry.replicas,
+    )
+
+
+@dataclass
+class PlannerState:
+    """Memory of the planner; losing it on restart costs at most one extra solve."""
+
+    fingerprint: str | None = None
+    next_periodic: float = 0.0
+    outcomes: dict[ServiceKey, Outcome] = field(default_factory=dict)
+    clocks: dict[ServiceKey, reconcile.MigrationClock] = field(default_factory=dict)
+    # The inventory each service was last planned on: explains the next plan change.
+    facts_at_last_plan: dict[ServiceKey, Mapping[str, events.PoolFacts]] = field(
+        default_factory=dict
+    )
+    solves: int = 0
+
+
+class FleetPlanner:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        kube: Kube,
+        indices: Mapping[str, Any],
+        *,
+        demand_builder: DemandBuilder = default_demand_builder,
+        solver: Solver = solve,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.config = config
+        self.kube = kube
+        self.indices = indices
+        self.demand_builder = demand_builder
+        self.solver = solver
+        self.monotonic = monotonic
+        self.state = PlannerState()
+        self.started = asyncio.Event()  # set once kopf has loaded the indices
+        self._wakeup = asyncio.Event()
+        self._solve_lock = asyncio.Lock()
+        self.last_pass_ok: float | None = None
+
+    # -- triggers -----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def indices_loaded(self) -> None:
+        """kopf runs handlers only once every index is populated; the first call says so."""
+        if not self.started.is_set():
+            self.started.set()
+            self._wakeup.set()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.started.wait()
+        while True:
+            await self._wait_for_work()
+            force = self.monotonic() >= self.state.next_periodic
+            try:
+                await self.run_pass(force_solve=force)
+                self.last_pass_ok = self.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("planning pass failed; retrying in %.0f s", ERROR_BACKOFF_SECONDS)
+                await asyncio.sleep(ERROR_BACKOFF_SECONDS)
+                self._wakeup.set()
+
+    async def _wait_for_work(self) -> None:
+        now = self.monotonic()
+        deadlines = [self.state.next_periodic, *(c.deadline for c in self.state.clocks.values())]
+        timeout = max(0.0, min(deadlines) - now)
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+            # Batch the burst of events one change causes (a node going away moves pods,
+            # Deployments and services at once).
+            await asyncio.sleep(self.config.debounce_seconds)
+        except TimeoutError:
+            pass
+        self._wakeup.clear()
+
+    # -- one pass -----------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        services = indexes.values(self.indices.get(indexes.SERVICES_INDEX))
+        pool_records = indexes.values(self.indices.get(indexes.POOLS_INDEX))
+        nodes = indexes.values(self.indices.get(indexes.NODES_INDEX))
+        pods = indexes.values(self.indices.get(indexes.PODS_INDEX))
+        gpupools = [record.resource for record in pool_records if record.resource is not None]
+        return Snapshot(
+            services=tuple(sorted(services, key=lambda r: (r.namespace, r.name))),
+            pool_records=tuple(sorted(pool_records, key=lambda r: r.name)),
+            pools=inventory.build_inventory(gpupools, nodes, pods),
+        )
+
+    async def run_pass(self, *, force_solve: bool = False) -> None:
+        snapshot = self.snapshot()
+        await self.plan(snapshot, force=force_solve)
+        for record in snapshot.services:
+            try:
+                await asyncio.to_thread(self.reconcile_service, record, snapshot)
+            except KubeError as error:
+                logger.warning("reconciling %s/%s: %s", record.namespace, record.name, error)
+        await asyncio.to_thread(self.update_pool_statuses, snapshot)
+        live = {service_key(record) for record in snapshot.services}
+        for key in set(self.state.clocks) - live:
+            del self.state.clocks[key]
+
+    async def plan(self, snapshot: Snapshot, *, force: bool) -> None:
+        gpupools = {r.name: r.resource for r in snapshot.pool_records if r.resource is not None}
+        hardware = [
+            found for pool in snapshot.pools if (found := hardware_for(pool, gpupools)) is not None
+        ]
+        current_plan = current_plan_from_status(snapshot.services)
+        facts = snapshot.pool_facts
+        demands: list[ServiceDemand] = []
+        invalid: dict[ServiceKey, Outcome] = {}
+        for record in snapshot.services:
+            key = service_key(record)
+            problem = record.problem
+            if record.resource is not None:
+                try:
+                    demands.append(self.demand_builder(record.resource, hardware, current_plan))
+                    continue
+                except (InputError, ValueError) as error:
+                    problem = str(error)
+            invalid[key] = Outcome(
+                record.generation, None, status.INVALID_SPEC, (problem or "invalid spec",), facts
+            )
+        inputs = PlanningInputs(
+            pools=tuple(h.pool for h in hardware),
+            services=tuple(demands),
+            current_plan=current_plan,
+        )
+        fingerprint = inputs_fingerprint(inputs) + repr(sorted(invalid))
+        if not force and fingerprint == self.state.fingerprint:
+            return
+        self.state.fingerprint = fingerprint
+        self.state.next_periodic = self.monotonic() + self.config.planner_interval_seconds
+        generations = {service_key(r): r.generation for r in snapshot.services}
+        outcomes: dict[ServiceKey, Outcome] = dict(invalid)
+        if demands:
+            outcomes.update(await self._solve(inputs, generations, facts))
+        self.state.outcomes = outcomes
+
+    async def _solve(
+        self,
+        inputs: PlanningInputs,
+        generations: Mapping[ServiceKey, int | None],
+        facts: Mapping[str, events.PoolFacts],
+    ) -> dict[ServiceKey, Outcome]:
+        options = SolveOptions(
+            backend=self.config.solver_backend,
+            time_limit_seconds=self.config.solver_time_limit_seconds,
+        )
+        async with self._solve_lock:
+            try:
+                result = await asyncio.to_thread(self.solver, inputs, options)
+            except Exception as error:  # a solver bug must not stop the operator
+                logger.exception("solver failed")
+                message = f"the planner failed: {error}"
+                return {
+                    demand.key: Outcome(
+                        generations.get(demand.key),
+                        None,
+                        status.NO_SOLUTION_FOUND,
+                        (message,),
+                        facts,
+                    )
+                    for demand in inputs.services
+                }
+        self.state.solves += 1
+        logger.info(
+            "planned %d services: %s, $%.2f/h in %.2f s",
+            len(result.services),
+            result.status.value,
+            result.total_cost_per_hour,
+            result.solve_seconds,
+        )
+        outcomes: dict[ServiceKey, Outcome] = {}
+        for plan in result.services:
+            messages = tuple(reason.message for reason in plan.reasons)
+            feasible = plan.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+            outcomes[plan.key] = Outcome(
+                generations.get(plan.key),
+                plan if feasible else None,
+                "" if feasible else failure_reason(result, plan),
+                messages,
+                facts,
+            )
+        return outcomes
+
+    # -- reconcile one service (runs in a thread) ---------------------------------------------
+
+    def reconcile_service(self, record: indexes.ServiceRecord, snapshot: Snapshot) -> None:
+        key = service_key(record)
+        outcome = self.state.outcomes.get(key)
+        if outcome is None:
+            return  # not planned yet: the next pass plans it
+        children = self.kube.list_children(key.namespace, record.name)
+        actual = [reconcile.child_from_body(child) for child in children]
+        ready_by_name = {c.name: c.ready_replicas for c in actual if c.kind == reconcile.DEPLOYMENT}
+        previous = record.status
+        previous_entries = list(previous.plan) if previous else []
+        now = utc_now()
+
+        migrating = False
+        if outcome.plan is not None and record.resource is not None:
+            desired = self.desired_objects(record.resource, outcome.plan, snapshot)
+            actions = self._decide(key, desired, actual)
+            for obj in actions.apply:
+                result = self.kube.apply(obj)
+                logger.info(
+                    "%s %s %s/%s", result, obj["kind"], key.namespace, obj["metadata"]["name"]
+                )
+            for child in actions.delete:
+                self.kube.delete(child.kind, child.namespace, child.name)
+                logger.info("deleted obsolete %s %s/%s", child.kind, key.namespace, child.name)
+            migrating = actions.migrating or bool(actions.not_ready and actions.kept)
+            entries = tuple(
+                self.entry_status(record.name, entry, ready_by_name)
+                for entry in outcome.plan.entries
+            )
+            cost: Decimal | None = money(outcome.plan.cost_per_hour)
+            baseline, savings = self.baseline_status(outcome.plan)
+        else:
+            # No plan for the current spec: keep the last good one running, untouched.
+            entries = tuple(
+                entry.model_copy(update={"ready_replicas": ready_by_name.get(entry.deployment, 0)})
+                for entry in previous_entries
+            )
+            cost = previous.cost_per_hour if previous else None
+            baseline = previous.baseline if previous else None
+            savings = previous.savings_percent if previous else None
+
+        old_summary = [entry_summary(entry) for entry in previous_entries]
+        new_summary = [entry_summary(entry) for entry in entries]
+        plan_changed = outcome.plan is not None and not events.same_plan(old_summary, new_summary)
+        last_plan_time = now if plan_changed else (previous.last_plan_time if previous else None)
+
+        view = status.ServiceView(
+            generation=record.generation,
+            feasible=outcome.plan is not None,
+            infeasible_reason=outcome.reason,
+            messages=outcome.messages,
+            entries=entries,
+            cost_per_hour=cost,
+            baseline=baseline,
+            savings_percent=savings,
+            migrating=migrating,
+            last_plan_time=last_plan_time,
+        )
+        new_status = status.build_status(view, previous, now)
+        document = status.status_document(new_status)
+        if document != dict(record.raw_status):
+            patch: dict[str, Any] = {k: None for k in record.raw_status if k not in document}
+            patch.update(document)
+            self.kube.patch_llmservice_status(key.namespace, record.name, patch)
+
+        if plan_changed:
+            old_cost = (
+                float(previous.cost_per_hour) if previous and previous.cost_per_hour else None
+            )
+            cause = events.change_cause(
+                old_generation=previous.observed_generation
+                if previous and previous_entries
+                else None,
+                new_generation=record.generation,
+                old_pools=self.state.facts_at_last_plan.get(key),
+                new_pools=outcome.pool_facts,
+            )
+            message = events.plan_change_message(
+                old_summary, new_summary, old_cost, float(cost or 0), cause
+            )
+            self._post(record, events.PLAN_CHANGED, message, "Normal")
+        if outcome.plan is not None:
+            self.state.facts_at_last_plan[key] = outcome.pool_facts
+        was_feasible = _condition_status(previous, status.FEASIBLE)
+        if outcome.plan is None and was_feasible != "False":
+            message = "; ".join(outcome.messages) or "no feasible plan"
+            self._post(record, outcome.reason or "NoFeasiblePlan", message, "Warning")
+
+    def _post(self, record: indexes.ServiceRecord, reason: str, message: str, kind: str) -> None:
+        try:
+            self.kube.post_event(
+                namespace=record.namespace,
+                name=record.name,
+                uid=record.uid,
+                reason=reason,
+                message=message,
+                event_type=kind,
+            )
+        except KubeError as error:  # an event is informational: never fail the pass for it
+            logger.warning(
+                "could not post event on %s/%s: %s", record.namespace, record.name, error
+            )
+
+    def _decide(
+        self, key: ServiceKey, desired: list[dict[str, Any]], actual: list[reconcile.Child]
+    ) -> reconcile.Actions:
+        fingerprint = ",".join(
+            sorted(
+                f"{o['kind']}/{o['metadata']['name']}@{reconcile.desired_hash(o)}" for o in desired
+            )
+        )
+        clock = self.state.clocks.get(key)
+        deadline_passed = (
+            clock is not None
+            and clock.fingerprint == fingerprint
+            and (self.monotonic() >= clock.deadline)
+        )
+        actions = reconcile.decide(desired, actual, deadline_passed=deadline_passed)
+        if actions.kept:
+            self.state.clocks[key] = reconcile.advance_clock(
+                clock, fingerprint, self.monotonic(), self.config.migration_timeout_seconds
+            )
+        else:
+            self.state.clocks.pop(key, None)
+        return actions
+
+    def desired_objects(
+        self, service: LLMService, plan: ServicePlan, snapshot: Snapshot
+    ) -> list[dict[str, Any]]:
+        placements = {
+            pool.name: manifests.PoolPlacement(
+                name=pool.name,
+                gpu_type=pool.definition.gpu_type,
+                capacity_type=pool.definition.capacity_type,
+                node_selector=pool.definition.node_selector,
+                tolerations=pool.definition.tolerations,
+            )
+            for pool in snapshot.pools
+        }
+        objects: list[dict[str, Any]] = [manifests.build_service(service)]
+        for entry in plan.entries:
+            placement = placements.get(entry.pool)
+            if placement is None:
+                continue  # the pool vanished since the solve; the next solve moves the entry
+            objects.append(manifests.build_deployment(service, entry, placement))
+            objects.append(manifests.build_entry_service(service, entry, placement))
+        return objects
+
+    @staticmethod
+    def entry_status(
+        service_name: str, entry: Any, ready_by_name: Mapping[str, int]
+    ) -> PlanEntryStatus:
+        name = manifests.deployment_name(service_name, entry)
+        return PlanEntryStatus(
+            deployment=name,
+            pool=entry.pool,
+            gpu_type=entry.gpu_type,
+            capacity_type=entry.capacity_type,
+            tensor_parallel=entry.tensor_parallel,
+            weight_format=entry.weight_format,
+            replicas=entry.replicas,
+            ready_replicas=ready_by_name.get(name, 0),
+            gpus=entry.gpus,
+            cost_per_hour=money(entry.cost_per_hour),
+            assignment={cls: f"{share:.3f}" for cls, share in sorted(entry.assignment.items())},
+        )
+
+    @staticmethod
+    def baseline_status(plan: ServicePlan) -> tuple[BaselineStatus | None, Decimal | None]:
+        priced = [b for b in plan.baselines if b.cost_per_hour is not None]
+        if not priced:
+            return None, None
+        best = min(priced, key=lambda b: (b.cost_per_hour or 0.0, b.gpu_type))
+        baseline = BaselineStatus(name=best.name, cost_per_hour=money(best.cost_per_hour or 0.0))
+        savings = None
+        if plan.savings_percent is not None:
+            savings = Decimal(f"{max(plan.savings_percent, 0.0):.1f}")
+        return baseline, savings
+
+    # -- GPUPool status -----------------------------------------------------------------------
+
+    def update_pool_statuses(self, snapshot: Snapshot) -> None:
+        counted = {pool.name: pool for pool in snapshot.pools}
+        for record in snapshot.pool_records:
+            pool = counted.get(record.name)
+            if record.resource is None or pool is None:
+                continue
+            price = pool.definition.price_per_gpu_hour
+            pool_status = GPUPoolStatus.model_validate(
+                {
+                    "nodes": pool.nodes,
+                    "readyNodes": pool.ready_nodes,
+                    "gpus": pool.gpus,
+                    "allocatedGPUs": pool.allocated_gpus,
+                    "availableGPUs": pool.available_gpus,
+                    "pricePerGPUHour": f"{price:.4f}" if price is not None else None,
+                }
+            )
+            document = indexes.gpupool_status_document(pool_status)
+            if document != dict(record.raw_status):
+                try:
+                    self.kube.patch_gpupool_status(record.name, document)
+                except KubeError as error:
+                    logger.warning("GPUPool %s status: %s", record.name, error)
+
+
+def _condition_status(previous: Any, kind: str) -> str | None:
+    if previous is None:
+        return None
+    for condition in previous.conditions:
+        if condition.type == kind:
+            return str(condition.status)
+    return None

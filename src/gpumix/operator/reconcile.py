@@ -1,0 +1,134 @@
+"""Desired versus actual children of one LLMService → the writes that close the gap.
+
+Pure. Writes happen only where the spec-hash annotation differs. Plan changes are
+make-before-break, kept as state rather than a blocking wait: every pass applies the desired
+objects, and removes obsolete ones only once every desired Deployment is ready or the migration
+deadline has passed. A later pass (woken by a Deployment becoming ready, or by the deadline)
+finishes the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gpumix.operator.manifests import SPEC_HASH_ANNOTATION
+
+DEPLOYMENT = "Deployment"
+SERVICE = "Service"
+
+
+@dataclass(frozen=True)
+class Child:
+    """A live object gpumix created for an LLMService."""
+
+    kind: str
+    namespace: str
+    name: str
+    spec_hash: str | None
+    replicas: int
+    ready_replicas: int
+
+
+def child_from_body(body: Mapping[str, Any]) -> Child:
+    metadata = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    return Child(
+        kind=str(body.get("kind", "")),
+        namespace=str(metadata.get("namespace", "")),
+        name=str(metadata.get("name", "")),
+        spec_hash=(metadata.get("annotations") or {}).get(SPEC_HASH_ANNOTATION),
+        replicas=int(spec.get("replicas") or 0),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+    )
+
+
+def _key(kind: str, name: str) -> tuple[str, str]:
+    return kind, name
+
+
+def _desired_key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    return _key(str(obj["kind"]), str(obj["metadata"]["name"]))
+
+
+def desired_hash(obj: Mapping[str, Any]) -> str | None:
+    annotations: Mapping[str, str] = obj["metadata"].get("annotations") or {}
+    return annotations.get(SPEC_HASH_ANNOTATION)
+
+
+@dataclass(frozen=True)
+class Actions:
+    apply: tuple[Mapping[str, Any], ...]
+    delete: tuple[Child, ...]
+    # Desired Deployments that are not ready yet (absent, out of date or starting).
+    not_ready: tuple[str, ...]
+    # Obsolete children kept running until the desired ones are ready.
+    kept: tuple[Child, ...]
+
+    @property
+    def migrating(self) -> bool:
+        return bool(self.kept)
+
+    @property
+    def idle(self) -> bool:
+        return not self.apply and not self.delete
+
+
+def decide(
+    desired: Sequence[Mapping[str, Any]],
+    actual: Sequence[Child],
+    *,
+    deadline_passed: bool,
+) -> Actions:
+    actual_by_key = {_key(child.kind, child.name): child for child in actual}
+    desired_keys = {_desired_key(obj) for obj in desired}
+
+    to_apply = tuple(
+        obj
+        for obj in desired
+        if (current := actual_by_key.get(_desired_key(obj))) is None
+        or current.spec_hash != desired_hash(obj)
+    )
+
+    not_ready: list[str] = []
+    for obj in desired:
+        if obj["kind"] != DEPLOYMENT:
+            continue
+        current = actual_by_key.get(_desired_key(obj))
+        wanted = int(obj["spec"].get("replicas") or 0)
+        if (
+            current is None
+            or current.spec_hash != desired_hash(obj)
+            or current.ready_replicas < wanted
+        ):
+            not_ready.append(str(obj["metadata"]["name"]))
+
+    obsolete = tuple(
+        child
+        for key, child in sorted(actual_by_key.items())
+        if key not in desired_keys and child.kind in (DEPLOYMENT, SERVICE)
+    )
+    if not obsolete:
+        return Actions(to_apply, (), tuple(not_ready), ())
+    if not not_ready or deadline_passed:
+        return Actions(to_apply, obsolete, tuple(not_ready), ())
+    return Actions(to_apply, (), tuple(not_ready), obsolete)
+
+
+@dataclass(frozen=True)
+class MigrationClock:
+    """When the make-before-break wait for one desired state gives up (monotonic seconds)."""
+
+    fingerprint: str
+    deadline: float
+
+
+def advance_clock(
+    clock: MigrationClock | None, fingerprint: str, now: float, timeout: float
+) -> MigrationClock:
+    """The clock for ``fingerprint``: the running one, or a new one when the target changed."""
+    if clock is not None and clock.fingerprint == fingerprint:
+        return clock
+    return MigrationClock(fingerprint, now + timeout)

@@ -1,0 +1,54 @@
+"""Operator configuration (from `gpumix operator` flags) and kopf's settings derived from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kopf
+
+from gpumix.solver import Backend
+
+PREFIX = "gpumix.io"
+FINALIZER = f"{PREFIX}/finalizer"
+DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    liveness_endpoint: str | None = DEFAULT_LIVENESS
+    peering: str | None = None  # None: standalone, no peering objects
+    planner_interval_seconds: float = 60.0
+    debounce_seconds: float = 1.0
+    solver_time_limit_seconds: float = 30.0
+    solver_backend: Backend = Backend.HIGHS
+    migration_timeout_seconds: float = 600.0
+    verbose: bool = False
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+
+def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+    """kopf's bookkeeping under gpumix.io, in annotations only.
+
+    The CRD status schemas are structural without ``x-kubernetes-preserve-unknown-fields``, so
+    the API server would prune ``status.kopf``; progress and diff-base go to annotations.
+    (gpumix registers no change handlers, so kopf normally writes nothing at all; this keeps it
+    that way if one is ever added.)
+    """
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    # Kubernetes Events about kopf's own handlers are noise next to gpumix's PlanChanged events.
+    settings.posting.level = 40  # logging.ERROR
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    if config.peering is None:
+        settings.peering.standalone = True
+    else:
+        settings.peering.standalone = False
+        settings.peering.name = config.peering

@@ -86,7 +86,7 @@ def test_example_fleet_is_mixed_and_packaged_unchanged() -> None:
         ({"pools": []}, "nodePools", "nodePools list"),
         ({"nodePools": [pool(gpuType="B300")]}, "nodePools[0].gpuType", "unknown GPU type"),
         ({"nodePools": [pool(capacityType="preemptible")]}, "nodePools[0].capacityType", "spot"),
-        ({"nodePools": [pool(nodes="two")]}, "nodePools[0].nodes", "must be a int"),
+        ({"nodePools": [pool(nodes="two")]}, "nodePools[0].nodes", "must be of type int"),
         ({"nodePools": [pool(gpusPerNode=0)]}, "nodePools[0].gpusPerNode", ">= 1"),
         ({"nodePools": [pool(name="L4_Spot")]}, "nodePools[0].name", "lower-case"),
         ({"nodePools": [pool(), pool()]}, "nodePools[1].name", "duplicate"),

@@ -181,7 +181,14 @@ class Binaries:
                 module = resources.files("gpumix.devcluster") / "gomod" / component.gomod
                 for name in ("go.mod", "go.sum"):
                     (workdir / name).write_text((module / name).read_text())
-                argv = [go, "build", *common, "-o", f"{staging}/", *component.packages]
+                # One package: name the output file (go would call etcd's main package
+                # "server" or "v3"); several: go names each binary after its package.
+                output = (
+                    staging / component.binaries[0]
+                    if len(component.packages) == 1
+                    else f"{staging}/"
+                )
+                argv = [go, "build", *common, "-o", str(output), *component.packages]
             else:
                 env["GOBIN"] = str(staging)
                 env.pop("GOFLAGS")  # -mod has no meaning for `go install pkg@version`

@@ -53,6 +53,11 @@ def default_fleet_path() -> Path:
     return Path(str(resources.files("gpumix.devcluster") / "fleet-sim.yaml"))
 
 
+def kwok_stages_path() -> Path:
+    """kwok's default node and pod stages (the binary has none built in)."""
+    return Path(str(resources.files("gpumix.devcluster") / "kwok-stages.yaml"))
+
+
 @dataclass(frozen=True)
 class Ports:
     etcd_client: int
@@ -469,6 +474,7 @@ def component_argvs(
         ],
         "kwok": [
             binaries["kwok"],
+            f"--config={kwok_stages_path()}",
             f"--kubeconfig={kubeconfigs['admin']}",
             # Only the fleet's nodes: a real kubelet joining this cluster stays its own.
             "--manage-all-nodes=false",

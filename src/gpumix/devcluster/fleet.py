@@ -21,7 +21,6 @@ pod readiness) because of the ``kwok.x-k8s.io/node: fake`` annotation.
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from gpumix.catalog import get_gpu
 from gpumix.errors import InputError
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
@@ -47,17 +47,6 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 PODS_PER_NODE = 110
 DEFAULT_CPU_PER_GPU = 16
 DEFAULT_MEMORY_GIB_PER_GPU = 128
-
-# GPU-feature-discovery product strings, used only while gpumix.catalog has no get_gpu().
-_FALLBACK_GFD_PRODUCTS: dict[str, str] = {
-    "h100-80gb": "NVIDIA-H100-80GB-HBM3",
-    "a100-80gb": "NVIDIA-A100-SXM4-80GB",
-    "a100-40gb": "NVIDIA-A100-SXM4-40GB",
-    "l40s": "NVIDIA-L40S",
-    "l4": "NVIDIA-L4",
-    "a10g": "NVIDIA-A10G",
-    "t4": "Tesla-T4",
-}
 
 # RFC 1123 label: node names are built from the pool name, so it must be one.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?$")
@@ -95,15 +84,7 @@ class Fleet:
 
 def gfd_product(gpu_type: str) -> str:
     """The ``nvidia.com/gpu.product`` value GPU feature discovery reports for a GPU type."""
-    catalog = importlib.import_module("gpumix.catalog")
-    get_gpu = getattr(catalog, "get_gpu", None)
-    if get_gpu is not None:
-        return str(get_gpu(gpu_type).gfd_products[0])
-    try:
-        return _FALLBACK_GFD_PRODUCTS[gpu_type.lower()]
-    except KeyError:
-        known = ", ".join(sorted(_FALLBACK_GFD_PRODUCTS))
-        raise InputError(f"unknown GPU type {gpu_type!r} (known: {known})") from None
+    return get_gpu(gpu_type).gfd_products[0]
 
 
 def _require(entry: dict[str, Any], key: str, kind: type, source: str, where: str) -> Any:
@@ -113,7 +94,7 @@ def _require(entry: dict[str, Any], key: str, kind: type, source: str, where: st
     # bool is an int subclass; `nodes: true` is a typo, not a count.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InputError(
-            f"must be a {kind.__name__}, got {value!r}", source=source, field=f"{where}.{key}"
+            f"must be of type {kind.__name__}, got {value!r}", source=source, field=f"{where}.{key}"
         )
     return value
 

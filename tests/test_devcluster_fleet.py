@@ -172,3 +172,36 @@ def test_committed_wrapper_modules_pin_the_built_versions() -> None:
     etcd = (root / "etcd" / "go.mod").read_text()
     assert f"go.etcd.io/etcd/server/v3 {binaries.ETCD_VERSION}" in etcd
     assert (root / "etcd" / "go.sum").stat().st_size > 0
+
+
+def test_control_plane_listens_on_loopback_only(tmp_path: Path) -> None:
+    from gpumix.devcluster.certs import CertPaths
+    from gpumix.devcluster.cluster import Ports, component_argvs
+
+    ports = Ports(2379, 2380, 6443, 10257, 10259, 10247)
+    binaries = {
+        name: f"/bin/{name}"
+        for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+    }
+    kubeconfigs = {
+        stem: tmp_path / f"{stem}.kubeconfig"
+        for stem in ("admin", "kube-controller-manager", "kube-scheduler")
+    }
+    argvs = component_argvs(
+        binaries, ports, CertPaths(tmp_path), tmp_path, kubeconfigs, etcd_data=tmp_path / "etcd"
+    )
+    # Every URL a process listens on or dials (the issuer is a name inside tokens, not an address).
+    urls = [
+        arg
+        for argv in argvs.values()
+        for arg in argv
+        if "://" in arg and not arg.startswith("--service-account-issuer")
+    ]
+    assert urls and all("127.0.0.1" in url for url in urls)
+    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        assert "--bind-address=127.0.0.1" in argvs[name]
+    assert "--authorization-mode=RBAC" in argvs["kube-apiserver"]
+    assert "--unsafe-no-fsync" in argvs["etcd"]
+    # kwok must leave nodes it was not asked to simulate alone.
+    assert "--manage-all-nodes=false" in argvs["kwok"]
+    assert "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake" in argvs["kwok"]

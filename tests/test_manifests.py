@@ -29,7 +29,7 @@ from gpumix.operator.manifests import (
     deployment_name,
     spec_hash,
 )
-from gpumix.resources import LLMService
+from gpumix.resources import LLMService, load_manifests
 from gpumix.solver.model import PlanEntry
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -314,3 +314,14 @@ def test_offline_rendering_without_uid_has_no_owner_reference() -> None:
         update={"metadata": service.metadata.model_copy(update={"uid": None})}
     )
     assert "ownerReferences" not in build_service(offline)["metadata"]
+
+
+def test_the_70b_example_builds_a_tp4_deployment() -> None:
+    [service] = load_manifests(Path(__file__).resolve().parents[1] / "examples/llmservice-70b.yaml")
+    assert isinstance(service, LLMService)
+    entry = dataclasses.replace(H100_ENTRY, assignment={"chat": 1.0, "long-context": 0.8})
+    deployment = build_deployment(service, entry, H100_ON_DEMAND)
+    assert deployment["metadata"]["name"] == "assistant-70b-h100-on-demand-tp4-fp8"
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--model") + 1] == "meta-llama/Llama-3.1-70B-Instruct"
+    assert args[args.index("--max-model-len") + 1] == "16384"

@@ -262,13 +262,13 @@ def fix_scale(formulation: Formulation, total_scale: float, min_scale: float | N
     slack = 1e-6 * abs(total_scale)
     formulation.problem += (
         pulp.lpSum(formulation.scale[s] for s in services) >= total_scale - slack,
-        "p1_total_scale",
+        f"p1_total_scale_{len(formulation.problem.constraints())}",
     )
     if min_scale is not None:
         for s in services:
             formulation.problem += (
                 formulation.scale[s] >= min_scale * (1 - 1e-6),
-                f"p1_min_scale_{s}",
+                f"p1_min_scale_{s}_{len(formulation.problem.constraints())}",
             )
 
 

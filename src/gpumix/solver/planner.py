@@ -95,11 +95,13 @@ def optimise(
             if not _has_plan(outcome.status):
                 return finish(outcome.status)
             min_scale = floor.varValue or 0.0
+            # Fix the fair share before maximising the total, or phase 1b could trade it away.
+            formulation.fix_scale(model, 0.0, min_scale)
         formulation.set_objective_max_total_scale(model)
         outcome = run_phase()
         if not _has_plan(outcome.status):
             return finish(outcome.status)
-        formulation.fix_scale(model, outcome.objective_value or 0.0, min_scale)
+        formulation.fix_scale(model, outcome.objective_value or 0.0, None)
 
     snapshot = _values(model.problem) if statuses else None
     formulation.set_objective_min_cost(model)
@@ -121,6 +123,62 @@ def optimise(
             _restore(model.problem, snapshot)
             return finish(SolveStatus.FEASIBLE)
     return finish(SolveStatus.OPTIMAL)
+
+
+@dataclass
+class _Separate:
+    plans: tuple[ServicePlan, ...]
+    summary: tuple[SolveStatus, float | None, float, int, int]
+
+
+def _solve_separately(
+    inputs: PlanningInputs, objectives: tuple[Objective, ...], options: SolveOptions
+) -> _Separate | None:
+    """Exact decomposition: plan each service alone; if the plans fit the pools together, they
+    are jointly optimal, because dropping the shared availability constraint (3) can only
+    improve every phase's objective, and each phase's objective is separable by service
+    (max-min and total scale are attained when every service reaches its own maximum).
+    When they do not fit, the caller solves the joint model.
+
+    Branch and bound on the joint model has to close the gap of all services at once; alone,
+    each closes in milliseconds.
+    """
+    if len(inputs.services) < 2:
+        return None
+    started = time.perf_counter()
+    plans: list[ServicePlan] = []
+    statuses: list[SolveStatus] = []
+    gaps: list[float] = []
+    variables = constraints = 0
+    used: dict[str, int] = {}
+    for service, objective in zip(inputs.services, objectives, strict=True):
+        remaining = options.time_limit_seconds - (time.perf_counter() - started)
+        if remaining <= 0:
+            return None
+        current = {
+            key: replicas for key, replicas in inputs.current_plan.items() if key[0] == service.key
+        }
+        alone = replace(inputs, services=(service,), current_plan=current)
+        optimised = optimise(alone, (objective,), replace(options, time_limit_seconds=remaining))
+        if not _has_plan(optimised.status):
+            return None
+        statuses.append(optimised.status)
+        gaps.append(optimised.gap or 0.0)
+        variables += optimised.formulation.variable_count
+        constraints += optimised.formulation.constraint_count
+        (plan,) = service_plans(optimised.formulation)
+        plans.append(plan)
+        for entry in plan.entries:
+            used[entry.pool] = used.get(entry.pool, 0) + entry.gpus
+    if any(used[pool.name] > pool.available_gpus for pool in inputs.pools if pool.name in used):
+        return None
+    status = (
+        SolveStatus.OPTIMAL
+        if all(s is SolveStatus.OPTIMAL for s in statuses)
+        else SolveStatus.FEASIBLE
+    )
+    seconds = time.perf_counter() - started
+    return _Separate(tuple(plans), (status, max(gaps), seconds, variables, constraints))
 
 
 def _has_plan(status: SolveStatus) -> bool:
@@ -173,12 +231,18 @@ def solve(inputs: PlanningInputs, options: SolveOptions | None = None) -> PlanRe
     status = SolveStatus.OPTIMAL
     gap: float | None = 0.0
     variables = constraints = 0
-    optimised = None
-    if plannable:
+    solve_seconds = 0.0
+    separate = _solve_separately(joint_inputs, joint_objectives, options)
+    if separate is not None:
+        status, gap, solve_seconds, variables, constraints = separate.summary
+        for plan in separate.plans:
+            plans[plan.key] = replace(plan, status=status)
+    elif plannable:
         optimised = optimise(joint_inputs, joint_objectives, options)
         status, gap = optimised.status, optimised.gap
         variables = optimised.formulation.variable_count
         constraints = optimised.formulation.constraint_count
+        solve_seconds = optimised.seconds
         if _has_plan(status):
             for plan in service_plans(optimised.formulation):
                 plans[plan.key] = replace(plan, status=status)
@@ -191,7 +255,6 @@ def solve(inputs: PlanningInputs, options: SolveOptions | None = None) -> PlanRe
             )
             for service in plannable:
                 reasons[service.key] = (Reason(ReasonCode.TIME_LIMIT, message),)
-    solve_seconds = optimised.seconds if optimised else 0.0
     if any(early_reasons.values()):
         status = SolveStatus.INFEASIBLE
 

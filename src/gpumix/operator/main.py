@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -37,7 +38,14 @@ def make_api_client() -> client.ApiClient:
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        try:
+            # The client reads $KUBECONFIG at import time; read it now, as kopf does.
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+            )
+        except config.ConfigException as error:
+            # Retrying will not conjure credentials: stop the operator with the reason.
+            raise kopf.PermanentError(f"no Kubernetes credentials: {error}") from error
     return client.ApiClient(configuration)
 
 
@@ -60,6 +68,12 @@ def _not_managed_by_gpumix(labels: kopf.Labels, **_: Any) -> bool:
 def build_registry(operator_config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     indexes.register(registry)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A fresh registry has none of kopf's default login handlers: in-cluster service
+        # account first, then $KUBECONFIG / ~/.kube/config (both read at call time).
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.startup(registry=registry)
     async def start_planner(

@@ -26,7 +26,7 @@ from gpumix.operator import events, indexes, inventory, manifests, reconcile, st
 from gpumix.operator.kube import Kube, KubeError
 from gpumix.operator.settings import OperatorConfig
 from gpumix.planning import service_demand
-from gpumix.resources import GPUPool, LLMService, PlanEntryStatus
+from gpumix.resources import GPUPool, LLMService, LLMServiceStatus, PlanEntryStatus
 from gpumix.resources.gpupool import GPUPoolStatus
 from gpumix.resources.llmservice import BaselineStatus
 from gpumix.solver import (
@@ -175,6 +175,10 @@ class PlannerState:
     facts_at_last_plan: dict[ServiceKey, Mapping[str, events.PoolFacts]] = field(
         default_factory=dict
     )
+    # The last status written per service: the watch may not have delivered it yet when the
+    # next pass runs, and a stale status must not cause a second write or a second event.
+    written: dict[ServiceKey, dict[str, Any]] = field(default_factory=dict)
+    statuses: dict[ServiceKey, LLMServiceStatus] = field(default_factory=dict)
     solves: int = 0
 
 
@@ -266,8 +270,9 @@ class FleetPlanner:
                 logger.warning("reconciling %s/%s: %s", record.namespace, record.name, error)
         await asyncio.to_thread(self.update_pool_statuses, snapshot)
         live = {service_key(record) for record in snapshot.services}
-        for key in set(self.state.clocks) - live:
-            del self.state.clocks[key]
+        for memory in (self.state.clocks, self.state.written, self.state.statuses):
+            for key in set(memory) - live:
+                del memory[key]
 
     async def plan(self, snapshot: Snapshot, *, force: bool) -> None:
         gpupools = {r.name: r.resource for r in snapshot.pool_records if r.resource is not None}
@@ -299,6 +304,10 @@ class FleetPlanner:
         if not force and fingerprint == self.state.fingerprint:
             return
         self.state.fingerprint = fingerprint
+        if force:
+            # Periodic passes trust the API over memory, repairing status edited by others.
+            self.state.written.clear()
+            self.state.statuses.clear()
         self.state.next_periodic = self.monotonic() + self.config.planner_interval_seconds
         generations = {service_key(r): r.generation for r in snapshot.services}
         outcomes: dict[ServiceKey, Outcome] = dict(invalid)
@@ -363,7 +372,8 @@ class FleetPlanner:
         children = self.kube.list_children(key.namespace, record.name)
         actual = [reconcile.child_from_body(child) for child in children]
         ready_by_name = {c.name: c.ready_replicas for c in actual if c.kind == reconcile.DEPLOYMENT}
-        previous = record.status
+        # Our own last write, when the watch has not delivered it yet; else what the API says.
+        previous = self.state.statuses.get(key) or record.status
         previous_entries = list(previous.plan) if previous else []
         now = utc_now()
 
@@ -415,11 +425,8 @@ class FleetPlanner:
         )
         new_status = status.build_status(view, previous, now)
         document = status.status_document(new_status)
-        if document != dict(record.raw_status):
-            patch: dict[str, Any] = {k: None for k in record.raw_status if k not in document}
-            patch.update(document)
-            self.kube.patch_llmservice_status(key.namespace, record.name, patch)
 
+        # Events first: whoever sees the new status can also find the event that explains it.
         if plan_changed:
             old_cost = (
                 float(previous.cost_per_hour) if previous and previous.cost_per_hour else None
@@ -442,6 +449,14 @@ class FleetPlanner:
         if outcome.plan is None and was_feasible != "False":
             message = "; ".join(outcome.messages) or "no feasible plan"
             self._post(record, outcome.reason or "NoFeasiblePlan", message, "Warning")
+
+        stored = {k: v for k, v in record.raw_status.items() if v is not None}
+        if document != stored and document != self.state.written.get(key):
+            patch: dict[str, Any] = {k: None for k in stored if k not in document}
+            patch.update(document)
+            self.kube.patch_llmservice_status(key.namespace, record.name, patch)
+        self.state.written[key] = document
+        self.state.statuses[key] = new_status
 
     def _post(self, record: indexes.ServiceRecord, reason: str, message: str, kind: str) -> None:
         try:

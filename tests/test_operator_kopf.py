@@ -1,0 +1,390 @@
+"""The operator end to end against kmock, an in-process Kubernetes API emulator.
+
+kopf runs in a background thread (KopfRunner) with the registry `gpumix operator` uses, against
+kmock's HTTP server on 127.0.0.1; the kubeconfig points both kopf and the kubernetes client at it.
+The solver and the planning glue are real: the fleet is small enough to solve in well under a
+second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import kmock
+import pytest
+import yaml
+from kopf.testing import KopfRunner
+
+from gpumix.operator.main import build_registry
+from gpumix.operator.settings import OperatorConfig
+
+LLMSERVICES = "gpumix.io/v1alpha1/llmservices"
+GPUPOOLS = "gpumix.io/v1alpha1/gpupools"
+DEPLOYMENTS = "apps/v1/deployments"
+SERVICES = "v1/services"
+NODES = "v1/nodes"
+EVENTS = "v1/events"
+NAMESPACE = "team-a"
+
+CONFIG = OperatorConfig(
+    liveness_endpoint=None,
+    planner_interval_seconds=3600,
+    debounce_seconds=0.1,
+    solver_time_limit_seconds=20,
+    migration_timeout_seconds=3600,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::ResourceWarning")
+
+
+def gpu_node(name: str, product: str = "NVIDIA-L4", gpus: int = 1, spot: bool = True) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "nvidia.com/gpu.product": product,
+                "karpenter.sh/capacity-type": "spot" if spot else "on-demand",
+            },
+        },
+        "spec": {},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": str(gpus), "cpu": "16", "memory": "64Gi"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def llmservice(name: str = "chat", rps: str = "1", **spec: Any) -> dict:
+    return {
+        "apiVersion": "gpumix.io/v1alpha1",
+        "kind": "LLMService",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "uid": f"uid-{name}",
+            "generation": 1,
+        },
+        "spec": {
+            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "maxModelLen": 4096},
+            "workload": {"requestsPerSecond": rps},
+            **spec,
+        },
+    }
+
+
+@pytest.fixture
+def cluster(kmock: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    kmock.resources.load_bundled()
+    kmock.resources[LLMSERVICES] = kmock.ResourceInfo(
+        kind="LLMService",
+        singular="llmservice",
+        namespaced=True,
+        verbs={"list", "watch", "get", "patch", "update", "create", "delete"},
+        subresources={"status"},
+    )
+    kmock.resources[GPUPOOLS] = kmock.ResourceInfo(
+        kind="GPUPool",
+        singular="gpupool",
+        namespaced=False,
+        verbs={"list", "watch", "get", "patch", "update", "create", "delete"},
+        subresources={"status"},
+    )
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kmock", "cluster": {"server": str(kmock.url).rstrip("/")}}],
+        "users": [{"name": "kmock", "user": {"token": "test"}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock"}}],
+        "current-context": "kmock",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return kmock
+
+
+def objects(cluster: kmock.KubernetesEmulator, resource: str) -> dict[str, dict]:
+    found = {}
+    for (res, _namespace, name), obj in cluster.objects.items():
+        if res == kmock.resource(resource) and not obj.deleted:
+            found[name] = copy.deepcopy(dict(obj.raw))
+    return found
+
+
+def condition(service: dict, kind: str) -> dict:
+    for entry in (service.get("status") or {}).get("conditions", []):
+        if entry["type"] == kind:
+            return entry
+    return {}
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except (KeyError, AssertionError, IndexError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.1)
+
+
+def runner() -> KopfRunner:
+    return KopfRunner(
+        ["run", "--standalone", "--all-namespaces"],
+        registry=build_registry(CONFIG),
+        timeout=30,
+    )
+
+
+def writes(cluster: kmock.KubernetesEmulator) -> list[str]:
+    return [
+        f"{request.method} {request.url.path}"
+        for request in list(cluster)
+        if str(request.method).lower().endswith(("post", "put", "patch", "delete"))
+    ]
+
+
+def events(cluster: kmock.KubernetesEmulator, reason: str) -> list[str]:
+    return [e["message"] for e in objects(cluster, EVENTS).values() if e["reason"] == reason]
+
+
+async def api(cluster: kmock.KubernetesEmulator, method: str, path: str, body: Any = None) -> None:
+    """A write as kubectl (or a controller) would make it: through the API, so watches see it."""
+    async with (
+        aiohttp.ClientSession(base_url=str(cluster.url)) as session,
+        session.request(method, path, json=body) as response,
+    ):
+        assert response.status < 400, await response.text()
+
+
+async def mark_ready(cluster: kmock.KubernetesEmulator) -> None:
+    """What the Deployment controller does once every pod passes its readiness probe."""
+    for name, deployment in objects(cluster, DEPLOYMENTS).items():
+        replicas = deployment["spec"]["replicas"]
+        status = {"status": {"replicas": replicas, "readyReplicas": replicas}}
+        path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}/status"
+        await api(cluster, "PATCH", path, status)
+
+
+async def update_spec(cluster: kmock.KubernetesEmulator, name: str, spec: dict) -> None:
+    current = objects(cluster, LLMSERVICES)[name]
+    generation = current["metadata"]["generation"] + 1
+    body = {"metadata": {"generation": generation}, "spec": spec}
+    await api(
+        cluster,
+        "PATCH",
+        f"/apis/gpumix.io/v1alpha1/namespaces/{NAMESPACE}/llmservices/{name}",
+        body,
+    )
+
+
+def status_of(cluster: kmock.KubernetesEmulator, name: str = "chat") -> dict:
+    return objects(cluster, LLMSERVICES)[name].get("status") or {}
+
+
+def when(
+    predicate: Callable[[dict], bool], name: str = "chat"
+) -> Callable[[kmock.KubernetesEmulator], dict | None]:
+    def check(cluster: kmock.KubernetesEmulator) -> dict | None:
+        status = status_of(cluster, name)
+        return status if status and predicate(status) else None
+
+    return check
+
+
+def cond(status: dict, kind: str) -> dict:
+    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
+
+
+async def test_create_plans_reconciles_and_reports_readiness(
+    cluster: kmock.KubernetesEmulator,
+) -> None:
+    cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
+    cluster.objects[NODES, None, "l4-b"] = gpu_node("l4-b")
+    cluster.objects[LLMSERVICES, NAMESPACE, "chat"] = llmservice()
+
+    with runner():
+        planned = await eventually(
+            lambda: when(lambda s: cond(s, "Planned").get("status") == "True")(cluster)
+        )
+        assert cond(planned, "Feasible")["status"] == "True"
+        assert cond(planned, "Ready")["status"] == "False"
+        assert planned["plan"], planned
+        entry = planned["plan"][0]
+        assert entry["pool"] == "l4-spot" and entry["gpuType"] == "L4"
+        desired = sum(e["replicas"] for e in planned["plan"])
+        assert planned["replicas"] == f"0/{desired}"
+        deployments = objects(cluster, DEPLOYMENTS)
+        assert set(deployments) == {e["deployment"] for e in planned["plan"]}
+        services = objects(cluster, SERVICES)
+        assert "chat" in services and entry["deployment"] in services
+        owner = deployments[entry["deployment"]]["metadata"]["ownerReferences"][0]
+        assert owner["uid"] == "uid-chat" and owner["kind"] == "LLMService"
+        changed = events(cluster, "PlanChanged")
+        assert len(changed) == 1, changed
+        assert changed[0].startswith("planned L4/spot ×") and changed[0].endswith("first plan")
+
+        await mark_ready(cluster)
+        ready = await eventually(
+            lambda: when(lambda s: cond(s, "Ready").get("status") == "True")(cluster)
+        )
+        assert ready["replicas"] == f"{desired}/{desired}"
+        assert ready["plan"][0]["readyReplicas"] == entry["replicas"]
+    # kopf bookkeeping stays out of status and annotations: the schema is structural.
+    service = objects(cluster, LLMSERVICES)["chat"]
+    assert "kopf" not in service.get("status", {})
+    assert not any("kopf" in key for key in service["metadata"].get("annotations", {}))
+
+
+async def test_update_migrates_make_before_break(cluster: kmock.KubernetesEmulator) -> None:
+    cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
+    cluster.objects[NODES, None, "a100-a"] = gpu_node(
+        "a100-a", product="NVIDIA-A100-SXM4-80GB", spot=False
+    )
+    cluster.objects[LLMSERVICES, NAMESPACE, "chat"] = llmservice(placement={"gpuTypes": ["L4"]})
+
+    with runner():
+        first = await eventually(lambda: when(lambda s: bool(s.get("plan")))(cluster))
+        old_names = {e["deployment"] for e in first["plan"]}
+        await mark_ready(cluster)
+        await eventually(lambda: when(lambda s: cond(s, "Ready").get("status") == "True")(cluster))
+
+        await update_spec(cluster, "chat", {"placement": {"gpuTypes": ["A100-80GB"]}})
+        moving = await eventually(
+            lambda: when(lambda s: cond(s, "Progressing").get("status") == "True")(cluster)
+        )
+        new_names = {e["deployment"] for e in moving["plan"]}
+        assert new_names.isdisjoint(old_names)
+        assert all(e["gpuType"] == "A100-80GB" for e in moving["plan"])
+        # Make before break: the old Deployment serves until the new one is ready.
+        assert old_names | new_names <= set(objects(cluster, DEPLOYMENTS))
+        changed = events(cluster, "PlanChanged")
+        assert any(
+            "L4/spot" in m and "A100-80GB/on-demand" in m and "spec changed (generation 1 → 2)" in m
+            for m in changed
+        ), changed
+
+        await mark_ready(cluster)
+        await eventually(lambda: set(objects(cluster, DEPLOYMENTS)) == new_names)
+        done = await eventually(
+            lambda: when(lambda s: cond(s, "Progressing").get("status") == "False")(cluster)
+        )
+        assert cond(done, "Ready")["status"] == "True"
+        assert not old_names & set(objects(cluster, SERVICES))
+
+
+async def test_infeasible_update_keeps_last_good_plan(cluster: kmock.KubernetesEmulator) -> None:
+    cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
+    cluster.objects[LLMSERVICES, NAMESPACE, "chat"] = llmservice()
+
+    with runner():
+        first = await eventually(lambda: when(lambda s: bool(s.get("plan")))(cluster))
+        await update_spec(cluster, "chat", {"budget": {"maxCostPerHour": "0.01"}})
+        kept = await eventually(
+            lambda: when(lambda s: cond(s, "Feasible").get("status") == "False")(cluster)
+        )
+    feasible = cond(kept, "Feasible")
+    assert feasible["reason"] == "BudgetTooSmall"
+    assert feasible["message"]
+    assert feasible["observedGeneration"] == 2
+    assert cond(kept, "Planned")["reason"] == "LastGoodPlanKept"
+    assert kept["plan"] == first["plan"]
+    assert set(objects(cluster, DEPLOYMENTS)) == {e["deployment"] for e in first["plan"]}
+    assert events(cluster, "BudgetTooSmall")
+
+
+async def test_invalid_spec_is_reported_and_does_not_block_others(
+    cluster: kmock.KubernetesEmulator,
+) -> None:
+    cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
+    cluster.objects[NODES, None, "l4-b"] = gpu_node("l4-b")
+    bad = llmservice("bad")
+    bad["spec"]["model"] = {"name": "acme/unknown-model-7b"}
+    cluster.objects[LLMSERVICES, NAMESPACE, "bad"] = bad
+    cluster.objects[LLMSERVICES, NAMESPACE, "chat"] = llmservice()
+
+    with runner():
+        good = await eventually(lambda: when(lambda s: bool(s.get("plan")))(cluster))
+        invalid = await eventually(
+            lambda: when(lambda s: cond(s, "Feasible").get("status") == "False", "bad")(cluster)
+        )
+    assert cond(good, "Feasible")["status"] == "True"
+    assert cond(invalid, "Feasible")["reason"] == "InvalidSpec"
+    assert "unknown-model" in cond(invalid, "Feasible")["message"]
+    assert cond(invalid, "Ready")["status"] == "False"
+    assert not any(name.startswith("bad") for name in objects(cluster, DEPLOYMENTS))
+
+
+async def test_infeasible_from_the_start_creates_nothing(cluster: kmock.KubernetesEmulator) -> None:
+    cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
+    cluster.objects[LLMSERVICES, NAMESPACE, "chat"] = llmservice(
+        rps="20", placement={"maxReplicas": 1000}
+    )
+
+    with runner():
+        status = await eventually(
+            lambda: when(lambda s: cond(s, "Feasible").get("status") == "False")(cluster)
+        )
+    assert cond(status, "Feasible")["reason"] == "NoCapacity", cond(status, "Feasible")
+    assert cond(status, "Planned")["status"] == "False"
+    assert objects(cluster, DEPLOYMENTS) == {}
+
+
+async def test_delete_leaves_children_to_the_garbage_collector(
+    cluster: kmock.KubernetesEmulator,
+) -> None:
+    cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
+    cluster.objects[LLMSERVICES, NAMESPACE, "chat"] = llmservice()
+
+    with runner():
+        planned = await eventually(lambda: when(lambda s: bool(s.get("plan")))(cluster))
+        await api(
+            cluster, "DELETE", f"/apis/gpumix.io/v1alpha1/namespaces/{NAMESPACE}/llmservices/chat"
+        )
+        await asyncio.sleep(1.0)
+        before = len(writes(cluster))
+        await asyncio.sleep(1.0)
+        after = len(writes(cluster))
+    assert "chat" not in objects(cluster, LLMSERVICES)
+    # No finalizer to remove and nothing left to write: owner references do the rest.
+    assert after == before
+    for name in (e["deployment"] for e in planned["plan"]):
+        owners = objects(cluster, DEPLOYMENTS)[name]["metadata"]["ownerReferences"]
+        assert owners[0]["uid"] == "uid-chat" and owners[0]["controller"] is True
+
+
+async def test_restart_writes_nothing_when_nothing_changed(
+    cluster: kmock.KubernetesEmulator,
+) -> None:
+    cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
+    cluster.objects[NODES, None, "l4-b"] = gpu_node("l4-b")
+    cluster.objects[LLMSERVICES, NAMESPACE, "chat"] = llmservice()
+
+    with runner():
+        await eventually(lambda: when(lambda s: bool(s.get("plan")))(cluster))
+        await mark_ready(cluster)
+        await eventually(lambda: when(lambda s: cond(s, "Ready").get("status") == "True")(cluster))
+        await asyncio.sleep(0.5)
+    before = len(writes(cluster))
+    lists_before = len([r for r in list(cluster) if "labelSelector" in str(r.url)])
+
+    with runner():
+        # Wait until the second operator has reconciled (it lists the children) and then some.
+        await eventually(
+            lambda: len([r for r in list(cluster) if "labelSelector" in str(r.url)]) > lists_before
+        )
+        await asyncio.sleep(1.0)
+    assert writes(cluster)[before:] == []

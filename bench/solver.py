@@ -19,8 +19,15 @@ from pathlib import Path
 
 from gpumix.catalog import default_price, get_model, gpu_catalog
 from gpumix.perf import LatencySLO, WeightFormat
-from gpumix.solver import Backend, PlanningInputs, Pool, RequestClass, ServiceDemand
-from gpumix.solver import SolveOptions, solve
+from gpumix.solver import (
+    Backend,
+    PlanningInputs,
+    Pool,
+    RequestClass,
+    ServiceDemand,
+    SolveOptions,
+    solve,
+)
 from gpumix.solver.candidates import PoolHardware, ServingSearch, generate, prune_dominated
 
 SERVICE_COUNTS = (1, 5, 10, 20, 50)
@@ -108,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cbc-max-services", type=int, default=20)
     args = parser.parse_args(argv)
     rows = []
+    command = " ".join(
+        ["python", "-m", "bench.solver", *(argv if argv is not None else sys.argv[1:])]
+    )
     for count in args.counts:
         inputs, generated = instance(count)
         kept = sum(len(s.candidates) for s in inputs.services)
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Machine: {machine()}. Shared with other builds: timings are noisy.",
         "",
-        f"Command: `{' '.join([Path(sys.executable).name, '-m', 'bench.solver', *(argv or sys.argv[1:])])}`",
+        f"Command: `{command}`",
         "",
         "Instance: N services of Llama-3.1-8B-Instruct (random demand 5-40 req/s, 3 classes",
         "chat 512/256, rag 4096/256, summarize 2048/512; TTFT 1-2 s, TPOT 50-100 ms) × every",

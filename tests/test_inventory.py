@@ -1,0 +1,197 @@
+"""The GPU inventory maths: pools, node eligibility, foreign pods, headroom, prices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gpumix import catalog
+from gpumix.operator import inventory
+from gpumix.resources import GPUPool
+
+
+def node(
+    name: str,
+    labels: dict[str, str],
+    gpus: int = 8,
+    *,
+    ready: bool = True,
+    unschedulable: bool = False,
+    taints: list[dict[str, Any]] | None = None,
+) -> inventory.NodeRecord:
+    return inventory.node_record(
+        {
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"unschedulable": unschedulable, "taints": taints or []},
+            "status": {
+                "allocatable": {"nvidia.com/gpu": str(gpus)},
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            },
+        }
+    )
+
+
+def pod(
+    node_name: str | None, gpus: int, *, gpumix: bool = False, phase: str = "Running"
+) -> inventory.PodRecord | None:
+    labels = {"app.kubernetes.io/managed-by": "gpumix"} if gpumix else {}
+    return inventory.pod_record(
+        {
+            "metadata": {"name": "p", "namespace": "ns", "labels": labels},
+            "spec": {
+                "nodeName": node_name,
+                "containers": [{"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
+            },
+            "status": {"phase": phase},
+        }
+    )
+
+
+def pods(*records: inventory.PodRecord | None) -> list[inventory.PodRecord]:
+    return [record for record in records if record is not None]
+
+
+def gpupool(name: str, selector: dict[str, str], **spec: Any) -> GPUPool:
+    return GPUPool.model_validate(
+        {
+            "metadata": {"name": name},
+            "spec": {"gpuType": "H100-80GB", "capacityType": "spot", "nodeSelector": selector}
+            | spec,
+        }
+    )
+
+
+H100_GFD = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+
+
+def test_pods_without_gpus_or_terminated_are_not_recorded() -> None:
+    assert pod("n", 0) is None
+    assert pod("n", 2, phase="Succeeded") is None
+    assert pod("n", 2, phase="Failed") is None
+    record = pod("n", 2, phase="Pending")
+    assert record is not None and record.gpus == 2 and not record.managed_by_gpumix
+
+
+def test_init_containers_count_when_larger() -> None:
+    spec = {
+        "containers": [{"resources": {"requests": {"nvidia.com/gpu": "1"}}}],
+        "initContainers": [{"resources": {"limits": {"nvidia.com/gpu": "4"}}}],
+    }
+    assert inventory.pod_gpu_request(spec) == 4
+
+
+def test_discovery_from_gfd_gke_and_karpenter_labels() -> None:
+    nodes = [
+        node("a", {"nvidia.com/gpu.product": "NVIDIA-L4", "karpenter.sh/capacity-type": "spot"}, 1),
+        node(
+            "b",
+            {"cloud.google.com/gke-accelerator": "nvidia-l4", "cloud.google.com/gke-spot": "true"},
+            1,
+        ),
+        node(
+            "c",
+            {
+                "karpenter.k8s.aws/instance-gpu-name": "h100",
+                "eks.amazonaws.com/capacityType": "ON_DEMAND",
+            },
+        ),
+        node("d", {"kubernetes.io/hostname": "cpu-only"}, 0),
+    ]
+    pools = {pool.name: pool for pool in inventory.build_inventory([], nodes, [])}
+    # GFD and GKE name the same type differently: two pools, each selecting its own nodes.
+    assert set(pools) == {"l4-spot", "l4-spot-2", "h100-80gb-on-demand"}
+    by_selector = {tuple(sorted(p.definition.node_selector.items())): p for p in pools.values()}
+    gke = by_selector[
+        (("cloud.google.com/gke-accelerator", "nvidia-l4"), ("cloud.google.com/gke-spot", "true"))
+    ]
+    assert gke.definition.capacity_type == "spot" and gke.nodes == 1
+    h100 = pools["h100-80gb-on-demand"]
+    assert h100.gpus == 8 and h100.available_gpus == 8
+    assert h100.definition.price_per_gpu_hour == catalog.default_price("H100-80GB", "on-demand")
+    assert h100.definition.discovered
+
+
+def test_capacity_defaults_to_on_demand_without_a_label() -> None:
+    pools = inventory.build_inventory([], [node("a", H100_GFD)], [])
+    assert [p.name for p in pools] == ["h100-80gb-on-demand"]
+    assert dict(pools[0].definition.node_selector) == H100_GFD
+
+
+def test_unusable_nodes_offer_no_gpus_but_count_as_nodes() -> None:
+    nodes = [
+        node("ok", H100_GFD),
+        node("not-ready", H100_GFD, ready=False),
+        node("cordoned", H100_GFD, unschedulable=True),
+        node("evicting", H100_GFD, taints=[{"key": "x", "effect": "NoExecute"}]),
+        node("tainted-noschedule", H100_GFD, taints=[{"key": "x", "effect": "NoSchedule"}]),
+    ]
+    (pool,) = inventory.build_inventory([], nodes, [])
+    assert pool.nodes == 5 and pool.ready_nodes == 4
+    assert pool.gpus == 40
+    assert pool.available_gpus == 16  # "ok" and the NoSchedule-tainted node (pods tolerate it)
+
+
+def test_foreign_pods_take_gpus_and_gpumix_pods_do_not() -> None:
+    nodes = [node("a", H100_GFD), node("b", H100_GFD)]
+    records = pods(
+        pod("a", 3),  # someone else's training job
+        pod("a", 4, gpumix=True),  # our replica: replaced by the next plan, counts as free
+        pod("b", 2, phase="Succeeded"),  # finished: holds nothing
+        pod(None, 8),  # pending, not on any node yet
+        pod("elsewhere", 8),
+    )
+    (pool,) = inventory.build_inventory([], nodes, records)
+    assert pool.available_gpus == 16 - 3
+    assert pool.allocated_gpus == 3 + 4
+
+
+def test_foreign_pods_never_make_a_node_negative() -> None:
+    (pool,) = inventory.build_inventory([], [node("a", H100_GFD, 2)], pods(pod("a", 5)))
+    assert pool.available_gpus == 0
+
+
+def test_gpupools_replace_discovery_and_add_scalable_headroom() -> None:
+    selector = {"karpenter.sh/nodepool": "h100-spot"}
+    nodes = [
+        node("a", selector | H100_GFD),
+        node("b", selector | H100_GFD, ready=False),
+        node("unrelated", {"nvidia.com/gpu.product": "NVIDIA-L4"}, 1),
+    ]
+    pool_objects = [gpupool("h100-spot", selector, maxGPUs=64, pricePerGPUHour="2.10")]
+    (pool,) = inventory.build_inventory(pool_objects, nodes, pods(pod("a", 2)))
+    assert pool.name == "h100-spot" and pool.nodes == 2
+    # 64 - 16 GPUs on existing nodes may still be added, plus 6 free on the ready node.
+    assert pool.available_gpus == 48 + 6
+    assert pool.definition.price_per_gpu_hour == pytest.approx(2.10)
+    solver_pool = pool.solver_pool()
+    assert solver_pool.available_gpus == 54 and solver_pool.gpus_per_node == 8
+
+
+def test_max_gpus_below_existing_gpus_adds_no_headroom() -> None:
+    selector = {"pool": "x"}
+    pool_objects = [gpupool("x", selector, maxGPUs=4)]
+    (pool,) = inventory.build_inventory(pool_objects, [node("a", selector)], [])
+    assert pool.available_gpus == 8
+
+
+def test_gpupool_without_nodes_uses_catalogue_price_and_node_size() -> None:
+    (pool,) = inventory.build_inventory([gpupool("empty", {"pool": "none"}, maxGPUs=16)], [], [])
+    assert pool.nodes == 0 and pool.available_gpus == 16
+    assert pool.gpus_per_node == catalog.get_gpu("H100-80GB").gpus_per_node
+    assert pool.definition.price_per_gpu_hour == catalog.default_price("H100-80GB", "spot")
+
+
+def test_custom_gpu_without_price_is_not_plannable() -> None:
+    custom = GPUPool.model_validate(
+        {
+            "metadata": {"name": "mystery"},
+            "spec": {
+                "gpuType": "Mystery-1",
+                "nodeSelector": {"pool": "m"},
+                "gpu": {"memoryGiB": 48, "bf16TFLOPS": 300, "memoryBandwidthGBps": 900},
+            },
+        }
+    )
+    (pool,) = inventory.build_inventory([custom], [], [])
+    assert not pool.plannable and pool.problem and "pricePerGPUHour" in pool.problem

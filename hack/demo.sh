@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# `make demo`: the whole product on a real local control plane with simulated GPU nodes.
+#
+#   1. plan offline what the example services would cost on the example fleet;
+#   2. start (or reuse) the dev cluster: etcd, kube-apiserver, controller-manager, scheduler and
+#      kwok-simulated GPU nodes from examples/fleet-sim.yaml;
+#   3. install the CRDs, start the operator, apply the examples and wait until they are Ready;
+#   4. show what gpumix did. Everything keeps running; `make demo-down` stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GPUMIX=${GPUMIX:-.venv/bin/gpumix}
+STATE_DIR=${GPUMIX_DEMO_STATE_DIR:-$HOME/.cache/gpumix/demo}
+KUBECONFIG_PATH="$STATE_DIR/cluster/kubeconfig"
+OPERATOR_LOG="$STATE_DIR/operator.log"
+OPERATOR_PID="$STATE_DIR/operator.pid"
+mkdir -p "$STATE_DIR"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "Offline: what would the example services cost on the example fleet?"
+"$GPUMIX" plan -f examples/llmservice-chat.yaml --fleet examples/fleet.yaml -o table || true
+
+step "Dev cluster (real kube-apiserver, etcd, scheduler, controller-manager; kwok GPU nodes)"
+"$GPUMIX" dev-cluster up --fleet examples/fleet-sim.yaml --state-dir "$STATE_DIR/cluster"
+export KUBECONFIG="$KUBECONFIG_PATH"
+
+step "CRDs and GPU pools"
+kubectl apply --server-side -f crds/
+kubectl wait --for=condition=Established crd/llmservices.gpumix.io crd/gpupools.gpumix.io \
+  --timeout=60s
+kubectl apply -f examples/gpupools.yaml
+
+step "Operator"
+if [[ -f "$OPERATOR_PID" ]] && kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null; then
+  echo "reusing the running operator (pid $(cat "$OPERATOR_PID"), log $OPERATOR_LOG)"
+else
+  nohup "$GPUMIX" operator --liveness http://127.0.0.1:0/healthz >"$OPERATOR_LOG" 2>&1 &
+  echo $! >"$OPERATOR_PID"
+  echo "started the operator (pid $!, log $OPERATOR_LOG)"
+fi
+
+step "LLMServices"
+for manifest in examples/llmservice-*.yaml; do
+  namespace=$(awk '/^  namespace:/ {print $2; exit}' "$manifest")
+  [[ -n "$namespace" ]] && kubectl create namespace "$namespace" --dry-run=client -o yaml |
+    kubectl apply -f - >/dev/null
+  kubectl apply -f "$manifest"
+done
+echo "waiting for the services to be Ready (plan, Deployments, pods scheduled and Ready)..."
+kubectl wait llmsvc --all --all-namespaces --for=condition=Ready --timeout=300s
+
+step "kubectl get llmsvc,gpool"
+kubectl get llmsvc -A -o wide
+echo
+kubectl get gpool
+
+step "vLLM Deployments per GPU type"
+kubectl get deployments -A -l app.kubernetes.io/managed-by=gpumix \
+  -o custom-columns='NAMESPACE:.metadata.namespace,DEPLOYMENT:.metadata.name,GPU:.metadata.labels.gpumix\.io/gpu-type,CAPACITY:.metadata.labels.gpumix\.io/capacity-type,READY:.status.readyReplicas,REPLICAS:.spec.replicas,COST/H:.metadata.annotations.gpumix\.io/cost-per-hour'
+
+cat <<TXT
+
+gpumix is running. Look around:
+  export KUBECONFIG=$KUBECONFIG_PATH
+  kubectl get llmsvc -A -o wide            # plans, cost, readiness
+  kubectl describe llmsvc -n team-a chat   # conditions and plan-change events
+  kubectl get pods -A -o wide              # vLLM pods on simulated GPU nodes
+  tail -f $OPERATOR_LOG
+  kubectl delete node -l gpumix.io/sim-pool=l4-spot   # lose a spot pool; watch it re-plan
+Stop everything: make demo-down
+TXT

@@ -252,17 +252,8 @@ def node_manifest(pool: NodePool, index: int) -> dict[str, Any]:
             },
         },
         "spec": {"taints": [dict(GPU_TAINT), *(dict(taint) for taint in pool.taints)]},
-        "status": {
-            "capacity": dict(resources),
-            "allocatable": dict(resources),
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                "kubeletVersion": "fake",
-                "kubeProxyVersion": "fake",
-            },
-            "phase": "Running",
-        },
+        # kwok's node-initialize stage keeps these and fills in nodeInfo, conditions and phase.
+        "status": {"capacity": dict(resources), "allocatable": dict(resources)},
     }
 
 

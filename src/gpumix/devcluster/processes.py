@@ -54,6 +54,10 @@ class ProcessTable:
     def __init__(self, state_dir: Path):
         self.run_dir = state_dir / "run"
         self.log_dir = state_dir / "logs"
+        # Children started by this Python process. Holding the Popen objects lets `stop` reap
+        # them (no zombies in a long test session) and keeps Popen's destructor from warning
+        # that a child it never waited for still runs — by design, they outlive `up`.
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
@@ -74,6 +78,7 @@ class ProcessTable:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self._children[name] = child
         start_time = process_start_time(child.pid)
         if start_time is None:
             raise RuntimeError(f"{name} exited at once; see {self.log_path(name)}")
@@ -119,5 +124,8 @@ class ProcessTable:
                     os.kill(record.pid, signal.SIGKILL)
                 while self.running(name) is not None:
                     time.sleep(0.05)
+        child = self._children.pop(name, None)
+        if child is not None:
+            child.wait()
         self._record_path(name).unlink(missing_ok=True)
         return was_running

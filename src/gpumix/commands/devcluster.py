@@ -67,9 +67,19 @@ def _cluster(args: argparse.Namespace, *, fleet: Path | None = None) -> Any:
     return DevCluster(args.state_dir, load_fleet(fleet) if fleet is not None else None)
 
 
+def _report(error: Exception) -> int:
+    print(f"gpumix dev-cluster: {error}", file=sys.stderr)
+    return 1
+
+
 def run_up(args: argparse.Namespace) -> int:
+    from gpumix.devcluster import DevClusterError
+
     cluster = _cluster(args, fleet=args.fleet)
-    kubeconfig = cluster.up()
+    try:
+        kubeconfig = cluster.up()
+    except DevClusterError as error:
+        return _report(error)
     print(f"export KUBECONFIG={kubeconfig}")
     return 0
 
@@ -108,6 +118,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from gpumix.devcluster import DevClusterError
     from gpumix.devcluster.binaries import COMPONENTS, Binaries
     from gpumix.errors import InputError
 
@@ -122,6 +133,9 @@ def run_build(args: argparse.Namespace) -> int:
     for name in names:
         component = COMPONENTS[name]
         for binary in component.binaries:
-            path = binaries.path(binary)
-            print(f"{binary:<24} {path}", file=sys.stdout)
+            try:
+                path = binaries.path(binary)
+            except DevClusterError as error:
+                return _report(error)
+            print(f"{binary:<24} {path}")
     return 0

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from gpumix.devcluster import DevClusterError
 from gpumix.errors import InputError
 
 KUBERNETES_VERSION = "v1.34.4"
@@ -148,7 +149,7 @@ class Binaries:
             self.build(self._component_of(binary))
             found = self.find(binary)
         if found is None:
-            raise RuntimeError(f"built {binary} but cannot find it in {self.cache_dir}")
+            raise DevClusterError(f"built {binary} but cannot find it in {self.cache_dir}")
         return found
 
     def ensure(self, components: tuple[Component, ...]) -> dict[str, Path]:
@@ -171,7 +172,8 @@ class Binaries:
         staging = Path(tempfile.mkdtemp(prefix=f".{component.cache_name}.", dir=self.cache_dir))
         workdir = Path(tempfile.mkdtemp(prefix="gpumix-gobuild-"))
         try:
-            env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
+            # Static binaries: they run on any Linux without a matching libc.
+            env = {**os.environ, "CGO_ENABLED": "0"}
             ldflags = ["-s", "-w"]
             if component is KUBERNETES:
                 build_date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -191,7 +193,6 @@ class Binaries:
                 argv = [go, "build", *common, "-o", str(output), *component.packages]
             else:
                 env["GOBIN"] = str(staging)
-                env.pop("GOFLAGS")  # -mod has no meaning for `go install pkg@version`
                 argv = [go, "install", *common, *component.packages]
             self.log(
                 f"building {', '.join(component.binaries)} {component.version} with "
@@ -200,7 +201,7 @@ class Binaries:
             elapsed = self._run_with_progress(argv, workdir, env, component)
             for binary in component.binaries:
                 if not (staging / binary).exists():
-                    raise RuntimeError(f"go build produced no {binary} in {staging}")
+                    raise DevClusterError(f"go build produced no {binary} in {staging}")
             if target.exists():
                 shutil.rmtree(target)
             staging.rename(target)
@@ -241,5 +242,5 @@ class Binaries:
                 last_report = now
         if process.wait() != 0:
             detail = "\n".join(tail[-10:])
-            raise RuntimeError(f"building {component.cache_name} failed:\n{detail}")
+            raise DevClusterError(f"building {component.cache_name} failed:\n{detail}")
         return time.monotonic() - started

@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpumix.devcluster import DevClusterError
 from gpumix.errors import InputError
 
 VALID_DAYS = 3650
@@ -80,7 +81,7 @@ def _openssl(*args: str, cwd: Path) -> None:
     result = subprocess.run([binary, *args], cwd=cwd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"openssl {args[0]} failed: {detail}")
+        raise DevClusterError(f"openssl {args[0]} failed: {detail}")
 
 
 def _new_key(path: Path) -> None:

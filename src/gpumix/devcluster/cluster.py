@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from gpumix.devcluster import DevClusterError
 from gpumix.devcluster import certs as certs_module
 from gpumix.devcluster.binaries import CLUSTER_COMPONENTS, Binaries
 from gpumix.devcluster.fleet import POOL_LABEL, Fleet, NodePool, load_fleet, node_manifest
@@ -164,7 +165,12 @@ class DevCluster:
             self._stop_all()
             paths = self.binaries.ensure(CLUSTER_COMPONENTS)
             ports = Ports.allocate()
-            self._start(ports, {name: str(path) for name, path in paths.items()})
+            try:
+                self._start(ports, {name: str(path) for name, path in paths.items()})
+            except BaseException:
+                # Leave nothing half-started behind; the logs stay for the post-mortem.
+                self._stop_all()
+                raise
             self.log(f"control plane ready in {time.monotonic() - started:.1f}s")
         self.ensure_nodes()
         self.wait_nodes_ready()
@@ -234,10 +240,10 @@ class DevCluster:
                 return
             reason = self.processes.exited_early(name)
             if reason is not None:
-                raise RuntimeError(reason)
+                raise DevClusterError(reason)
             time.sleep(0.25)
         log = self.processes.log_path(name)
-        raise RuntimeError(f"{name} not healthy after {timeout:.0f}s (log: {log})")
+        raise DevClusterError(f"{name} not healthy after {timeout:.0f}s (log: {log})")
 
     # ----- health ------------------------------------------------------------------------------
 
@@ -372,9 +378,9 @@ class DevCluster:
                 return
             reason = self.processes.exited_early("kwok")
             if reason is not None:
-                raise RuntimeError(reason)
+                raise DevClusterError(reason)
             time.sleep(0.5)
-        raise RuntimeError(
+        raise DevClusterError(
             f"nodes not Ready after {timeout:.0f}s: {', '.join(not_ready)} "
             f"(kwok log: {self.processes.log_path('kwok')})"
         )
@@ -394,7 +400,7 @@ class DevCluster:
                 if error.status != 404:
                     raise
             time.sleep(0.25)
-        raise RuntimeError(f"no default ServiceAccount after {timeout:.0f}s")
+        raise DevClusterError(f"no default ServiceAccount after {timeout:.0f}s")
 
 
 def component_argvs(

@@ -19,6 +19,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gpumix.devcluster import DevClusterError
+
 
 @dataclass(frozen=True)
 class ProcessRecord:
@@ -81,7 +83,7 @@ class ProcessTable:
         self._children[name] = child
         start_time = process_start_time(child.pid)
         if start_time is None:
-            raise RuntimeError(f"{name} exited at once; see {self.log_path(name)}")
+            raise DevClusterError(f"{name} exited at once; see {self.log_path(name)}")
         record = ProcessRecord(name=name, pid=child.pid, start_time=start_time, argv=argv)
         self._record_path(name).write_text(json.dumps(asdict(record)))
         return record

@@ -34,7 +34,11 @@ class ClientIdentity:
 ADMIN = ClientIdentity("admin", "gpumix-admin", "system:masters")
 CONTROLLER_MANAGER = ClientIdentity("kube-controller-manager", "system:kube-controller-manager")
 SCHEDULER = ClientIdentity("kube-scheduler", "system:kube-scheduler")
-CLIENT_IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER)
+# The API server's client identity for the aggregation layer. Configuring it also publishes the
+# request-header CA that the controller manager and scheduler read for delegated
+# authentication (without it they log an error every minute).
+FRONT_PROXY = ClientIdentity("front-proxy-client", "front-proxy-client")
+CLIENT_IDENTITIES = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, FRONT_PROXY)
 
 
 @dataclass(frozen=True)

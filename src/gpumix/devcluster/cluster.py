@@ -194,7 +194,11 @@ class DevCluster:
         pki = certs_module.ensure_certs(self.certs.directory)
         server = f"https://127.0.0.1:{ports.apiserver}"
         kubeconfigs = {}
-        for identity in certs_module.CLIENT_IDENTITIES:
+        for identity in (
+            certs_module.ADMIN,
+            certs_module.CONTROLLER_MANAGER,
+            certs_module.SCHEDULER,
+        ):
             path = self.state_dir / f"{identity.file_stem}.kubeconfig"
             config = _kubeconfig(
                 server,
@@ -448,6 +452,16 @@ def component_argvs(
             "--allow-privileged=true",
             f"--cert-dir={state_dir / 'apiserver-certs'}",
             "--profiling=false",
+            # The `kubernetes` Service cannot have 127.0.0.1 as an endpoint (loopback addresses
+            # are invalid there) and nothing in this cluster runs a pod network to use it.
+            "--endpoint-reconciler-type=none",
+            f"--requestheader-client-ca-file={pki.ca_cert}",
+            f"--requestheader-allowed-names={certs_module.FRONT_PROXY.common_name}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.client_cert(certs_module.FRONT_PROXY)}",
+            f"--proxy-client-key-file={pki.client_key(certs_module.FRONT_PROXY)}",
         ],
         "kube-controller-manager": [
             binaries["kube-controller-manager"],

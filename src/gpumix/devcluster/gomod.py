@@ -11,8 +11,14 @@ functions, unit-tested) for when a version is bumped — ``go mod tidy`` then wr
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+
+from gpumix.devcluster import DevClusterError
 
 # `go 1.24` is the first toolchain with `tool` directives, which let a module name main
 # packages it depends on (a tools.go file cannot import a main package).
@@ -156,3 +162,49 @@ def etcd_wrapper_gomod(etcd_server_gomod: str, etcd_version: str) -> str:
         replaces=wrapper_replaces(etcd_server_gomod, etcd_version),
         tools=["go.etcd.io/etcd/server/v3"],
     )
+
+
+def upstream_gomod(go: str, module_at_version: str) -> str:
+    """The go.mod of ``module@version``, fetched through the Go module proxy."""
+    result = subprocess.run(
+        [go, "mod", "download", "-json", module_at_version],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    info = json.loads(result.stdout or "{}")
+    if result.returncode != 0 or "GoMod" not in info:
+        raise DevClusterError(
+            f"go mod download {module_at_version}: {info.get('Error', result.stderr)}"
+        )
+    return Path(info["GoMod"]).read_text()
+
+
+def regenerate(directory: Path) -> None:
+    """Rewrite the committed wrapper modules for the versions pinned in binaries.py.
+
+    Run after a version bump: ``python -m gpumix.devcluster.gomod src/gpumix/devcluster/gomod``.
+    """
+    from gpumix.devcluster.binaries import ETCD_VERSION, KUBERNETES_VERSION, go_binary
+
+    go = go_binary()
+    wrappers = {
+        "kubernetes": kubernetes_wrapper_gomod(
+            upstream_gomod(go, f"k8s.io/kubernetes@{KUBERNETES_VERSION}"), KUBERNETES_VERSION
+        ),
+        "etcd": etcd_wrapper_gomod(
+            upstream_gomod(go, f"go.etcd.io/etcd/server/v3@{ETCD_VERSION}"), ETCD_VERSION
+        ),
+    }
+    for name, text in wrappers.items():
+        module_dir = directory / name
+        module_dir.mkdir(parents=True, exist_ok=True)
+        (module_dir / "go.mod").write_text(text)
+        (module_dir / "go.sum").unlink(missing_ok=True)
+        # tidy resolves the indirect requirements and writes go.sum from the module proxy.
+        subprocess.run([go, "mod", "tidy"], cwd=module_dir, check=True)
+        print(f"wrote {module_dir}/go.mod and go.sum")
+
+
+if __name__ == "__main__":
+    regenerate(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "gomod")

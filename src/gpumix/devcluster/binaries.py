@@ -202,9 +202,14 @@ class Binaries:
             for binary in component.binaries:
                 if not (staging / binary).exists():
                     raise DevClusterError(f"go build produced no {binary} in {staging}")
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
+            try:
+                staging.rename(target)
+            except OSError:
+                if not target.is_dir():
+                    raise
+                # Another build of the same version finished first (two test sessions, or
+                # another user of the cache); its binaries are equivalent, keep them.
+                self.log(f"{target} appeared during the build; keeping it")
             self.log(f"built {component.cache_name} in {elapsed:.0f}s")
             return target
         finally:

@@ -149,13 +149,17 @@ def llmservice_crd() -> dict[str, Any]:
         }
     ]
     placement = spec_schema["properties"]["placement"]
+    # Guarded with has(): the API server also evaluates these rules against the schema's
+    # `default: {}` for placement (before nested defaults apply) and rejects the CRD otherwise.
     placement["x-kubernetes-validations"] = [
         {
-            "rule": "self.minReplicas <= self.maxReplicas",
+            "rule": "!has(self.minReplicas) || !has(self.maxReplicas) || "
+            "self.minReplicas <= self.maxReplicas",
             "message": "minReplicas must not exceed maxReplicas",
         },
         {
-            "rule": "self.minOnDemandReplicas <= self.maxReplicas",
+            "rule": "!has(self.minOnDemandReplicas) || !has(self.maxReplicas) || "
+            "self.minOnDemandReplicas <= self.maxReplicas",
             "message": "minOnDemandReplicas must not exceed maxReplicas",
         },
     ]

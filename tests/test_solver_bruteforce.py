@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,8 +19,12 @@ from gpumix.solver import (
     SolveOptions,
     SolveStatus,
     evaluate,
+    formulation,
+    lagrangian,
     solve,
 )
+from gpumix.solver.extract import service_plans
+from gpumix.solver.planner import objectives_for
 
 FAST = SolveOptions(baselines=False, explain=False, time_limit_seconds=20)
 
@@ -177,3 +182,25 @@ def test_time_limited_solve_is_feasible_with_a_gap_never_optimal() -> None:
     assert result.gap is not None and result.gap > 1e-4
     assert result.violations == ()
     assert all(plan.status is SolveStatus.FEASIBLE for plan in result.services)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances(Objective.MIN_COST))
+def test_lagrangian_bound_never_exceeds_the_optimum(inputs: PlanningInputs) -> None:
+    """Bound (9) certifies plans as optimal, so it must never exceed the true MinCost optimum;
+    and a start it hands to HiGHS must be a feasible plan."""
+    expected = brute_force(inputs)
+    model = formulation.build(inputs, objectives_for(inputs.services, None))
+    formulation.set_objective_min_cost(model)
+    bound = lagrangian.lower_bound(model, FAST, time.perf_counter() + 20)
+    if expected is None or bound is None:
+        return
+    assert bound.value <= expected[0] + 1e-6
+    if bound.start is not None:
+        for variable in model.replicas.values():
+            variable.varValue = bound.start[variable.name]
+        for variable in model.assignment.values():
+            variable.varValue = bound.start[variable.name]
+        plans = service_plans(model)
+        assert evaluate(plans, inputs) == ()
+        assert sum(plan.cost_per_hour for plan in plans) >= expected[0] - 1e-6

@@ -80,21 +80,28 @@ def run(
     time_limit_seconds: float,
     mip_relative_gap: float,
     threads: int | None = None,
+    start: dict[str, float] | None = None,
+    objective_target: float | None = None,
 ) -> BackendOutcome:
+    """``start`` (variable name -> value) is handed to HiGHS as an incumbent, and HiGHS stops
+    as soon as a plan reaches ``objective_target`` (minimisation; the caller has a bound that
+    proves such a plan optimal). CBC ignores both."""
     backend = choose_backend(backend)
     started = time.perf_counter()
     time_limit = max(time_limit_seconds, 0.01)
     if backend is Backend.HIGHS:
         _silence_highs_banner()
-        solver: pulp.LpSolver = pulp.HiGHS(
+        solver: pulp.LpSolver = _WarmHiGHS(
+            start,
             msg=False,
             timeLimit=time_limit,
             gapRel=mip_relative_gap,
             threads=threads,
             random_seed=0,
+            **({} if objective_target is None else {"objective_target": objective_target}),
         )
     else:
-        solver = _cbc(timeLimit=time_limit, gapRel=mip_relative_gap, threads=threads)
+        solver = cbc_solver(timeLimit=time_limit, gapRel=mip_relative_gap, threads=threads)
     problem.solve(solver)
     seconds = time.perf_counter() - started
     status = _map_status(problem.status, problem.sol_status)
@@ -144,7 +151,29 @@ def _gap(
     return _lp_relaxation_gap(problem, objective_value)
 
 
-def _cbc(**options: Any) -> pulp.LpSolver:
+class _WarmHiGHS(pulp.HiGHS):  # type: ignore[misc]
+    """PuLP's HiGHS interface plus a start solution (PuLP 3.3 offers none for this class).
+
+    A feasible start lets branch and bound prune from the first node; HiGHS checks it and
+    ignores it if it is infeasible, so a bad start costs nothing but the check.
+    """
+
+    def __init__(self, start: dict[str, float] | None, **options: Any) -> None:
+        super().__init__(**options)
+        self.start = start
+
+    def callSolver(self, lp: pulp.LpProblem) -> None:
+        if self.start is not None:
+            import highspy
+
+            solution = highspy.HighsSolution()
+            solution.col_value = [self.start.get(v.name, 0.0) for v in lp.variables()]
+            solution.value_valid = True
+            lp.solverModel.setSolution(solution)
+        super().callSolver(lp)
+
+
+def cbc_solver(**options: Any) -> pulp.LpSolver:
     """CBC as bundled with PuLP, through COIN_CMD (PULP_CBC_CMD is deprecated in PuLP 3.3)."""
     from pulp.apis.coin_api import pulp_cbc_path
 
@@ -155,7 +184,7 @@ def _lp_relaxation_gap(problem: pulp.LpProblem, objective_value: float) -> float
     """Upper bound on CBC's gap: distance to the LP relaxation's optimum."""
     values = {variable.name: variable.varValue for variable in problem.variables()}
     status, sol_status = problem.status, problem.sol_status
-    problem.solve(_cbc(mip=False))
+    problem.solve(cbc_solver(mip=False))
     relaxed_ok = problem.status == pulp.LpStatusOptimal
     bound = _objective_value(problem)
     # Restore the integer plan the caller will extract.

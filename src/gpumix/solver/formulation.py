@@ -39,6 +39,17 @@ No big-M constants appear: (2) links routing to replicas directly, so the LP rel
 fractional-replica plan and is tight up to rounding. Constraint (4) and dominance pruning are
 applied to the candidate list before the model is built (see ``candidates.prune_dominated``).
 
+Lower bound (MinCost only; ``lagrangian``): for pool prices λ[p] ≥ 0 (the duals of (3) in the
+LP relaxation),
+    (9) L(λ) = Σ_s min { Σ_c (π[p(c)] + λ[p(c)]) k(c) y[s,c] : y[s,·] feasible for s alone }
+               − Σ_p λ[p] A[p]  ≤  phase-2 optimum
+is a valid bound (Lagrangian relaxation of (3); each service alone keeps its integrality, so it
+is at least the LP bound and usually much closer). It is not added to the model (an objective
+cut makes the LP degenerate and slows HiGHS's heuristics badly); it certifies the incumbent:
+a plan within the relative gap of L(λ) is reported Optimal, and otherwise the gap reported is
+the smaller of the solver's and the one against L(λ). With λ = 0 it is the sum of the
+single-service optima.
+
 Relaxations (``Relaxation``) drop one constraint family at a time; ``explain`` uses them to say
 which family makes a problem infeasible and by how much.
 """
@@ -87,6 +98,8 @@ class Formulation:
     scale: dict[int, pulp.LpVariable]
     shortfall: dict[str, pulp.LpVariable] = field(default_factory=dict)
     churn_parts: list[pulp.LpVariable] = field(default_factory=list)
+    # Pool name -> name of its constraint (3), to read the pool's dual price.
+    pool_constraints: dict[str, str] = field(default_factory=dict)
 
     def cost(self) -> pulp.LpAffineExpression:
         terms = []
@@ -206,6 +219,7 @@ def build(
             )
 
     shortfall: dict[str, pulp.LpVariable] = {}
+    pool_constraints: dict[str, str] = {}
     if relaxation.availability is not AvailabilityMode.DROP:
         for pool_index, pool_name in enumerate(sorted(gpus_by_pool)):
             used = pulp.LpAffineExpression(gpus_by_pool[pool_name])
@@ -215,8 +229,18 @@ def build(
                 limit = limit + shortfall[pool_name]
             # (3) pool availability, shared by all services
             problem += (used <= limit, f"c3_pool_{pool_index}")
+            pool_constraints[pool_name] = f"c3_pool_{pool_index}"
 
-    return Formulation(inputs, objectives, problem, replicas, assignment, scale, shortfall)
+    return Formulation(
+        inputs,
+        objectives,
+        problem,
+        replicas,
+        assignment,
+        scale,
+        shortfall,
+        pool_constraints=pool_constraints,
+    )
 
 
 def _replica_upper_bound(

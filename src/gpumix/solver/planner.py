@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import pulp
 
-from gpumix.solver import backends, formulation
+from gpumix.solver import backends, formulation, lagrangian
 from gpumix.solver.baselines import with_baselines
 from gpumix.solver.evaluate import evaluate
 from gpumix.solver.explain import explain_infeasible, precheck
@@ -56,6 +56,7 @@ def optimise(
     relaxation: Relaxation = NO_RELAXATION,
     *,
     minimise_churn: bool = True,
+    certify: bool = False,
 ) -> Optimised:
     """Phases 1-3 of the formulation on one model, each fixing the optimum of the one before.
 
@@ -68,14 +69,20 @@ def optimise(
     statuses: list[SolveStatus] = []
     gaps: list[float | None] = []
 
-    def run_phase() -> backends.BackendOutcome:
+    def run_phase(
+        bound: lagrangian.LowerBound | None = None,
+    ) -> backends.BackendOutcome:
         outcome = backends.run(
             model.problem,
             options.backend,
             time_limit_seconds=max(deadline - time.perf_counter(), 0.01),
             mip_relative_gap=options.mip_relative_gap,
             threads=options.threads,
+            start=bound.start if bound else None,
+            objective_target=_target(bound.value, options.mip_relative_gap) if bound else None,
         )
+        if bound is not None and outcome.objective_value is not None:
+            outcome = _certified(outcome, bound.value, options.mip_relative_gap)
         statuses.append(outcome.status)
         gaps.append(outcome.gap)
         return outcome
@@ -105,7 +112,12 @@ def optimise(
 
     snapshot = _values(model.problem) if statuses else None
     formulation.set_objective_min_cost(model)
-    outcome = run_phase()
+    bound = None
+    if certify and relaxation == NO_RELAXATION and not model.throughput_services():
+        # At most half the remaining time: the joint solve must still get its share.
+        bound_deadline = time.perf_counter() + (deadline - time.perf_counter()) / 2
+        bound = lagrangian.lower_bound(model, options, bound_deadline)
+    outcome = run_phase(bound)
     if not _has_plan(outcome.status):
         if snapshot is None:
             return finish(outcome.status)
@@ -123,6 +135,26 @@ def optimise(
             _restore(model.problem, snapshot)
             return finish(SolveStatus.FEASIBLE)
     return finish(SolveStatus.OPTIMAL)
+
+
+def _target(bound: float, relative_gap: float) -> float:
+    """The cost at or below which a plan is within ``relative_gap`` of ``bound``."""
+    return bound / (1 - relative_gap) if bound > 0 else bound
+
+
+def _certified(
+    outcome: backends.BackendOutcome, bound: float, relative_gap: float
+) -> backends.BackendOutcome:
+    """The outcome with its gap measured against bound (9) too, keeping the smaller; a plan
+    within the tolerance of (9) is optimal whatever the solver proved itself."""
+    value = outcome.objective_value
+    if value is None or outcome.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+        return outcome
+    gap = max(value - bound, 0.0) / max(abs(value), 1e-9)
+    if outcome.gap is not None:
+        gap = min(gap, outcome.gap)
+    status = SolveStatus.OPTIMAL if gap <= relative_gap else outcome.status
+    return replace(outcome, status=status, gap=gap)
 
 
 @dataclass
@@ -238,7 +270,7 @@ def solve(inputs: PlanningInputs, options: SolveOptions | None = None) -> PlanRe
         for plan in separate.plans:
             plans[plan.key] = replace(plan, status=status)
     elif plannable:
-        optimised = optimise(joint_inputs, joint_objectives, options)
+        optimised = optimise(joint_inputs, joint_objectives, options, certify=True)
         status, gap = optimised.status, optimised.gap
         variables = optimised.formulation.variable_count
         constraints = optimised.formulation.constraint_count

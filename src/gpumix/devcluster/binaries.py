@@ -202,6 +202,7 @@ class Binaries:
             for binary in component.binaries:
                 if not (staging / binary).exists():
                     raise DevClusterError(f"go build produced no {binary} in {staging}")
+            staging.chmod(0o755)  # mkdtemp makes it owner-only; it is a shared tool cache
             try:
                 staging.rename(target)
             except OSError:

@@ -198,9 +198,9 @@ def test_lagrangian_bound_never_exceeds_the_optimum(inputs: PlanningInputs) -> N
     assert bound.value <= expected[0] + 1e-6
     if bound.start is not None:
         for variable in model.replicas.values():
-            variable.varValue = bound.start[variable.name]
+            variable.varValue = bound.start.get(variable.name, 0.0)
         for variable in model.assignment.values():
-            variable.varValue = bound.start[variable.name]
+            variable.varValue = bound.start.get(variable.name, 0.0)
         plans = service_plans(model)
         assert evaluate(plans, inputs) == ()
         assert sum(plan.cost_per_hour for plan in plans) >= expected[0] - 1e-6

@@ -34,7 +34,7 @@ _banner_lock = threading.Lock()
 _banner_silenced = False
 
 
-def _silence_highs_banner() -> None:
+def silence_highs_banner() -> None:
     """HiGHS prints its copyright banner on stdout (from C++) the first time a solver object is
     created in a process, before any option can switch output off. ``gpumix plan -o json`` must
     print only JSON, so create the first object once with file descriptor 1 pointed at /dev/null.
@@ -90,7 +90,7 @@ def run(
     started = time.perf_counter()
     time_limit = max(time_limit_seconds, 0.01)
     if backend is Backend.HIGHS:
-        _silence_highs_banner()
+        silence_highs_banner()
         solver: pulp.LpSolver = _WarmHiGHS(
             start,
             msg=False,

@@ -145,7 +145,7 @@ def build(
         max_replicas = None if relaxation.drop_max_replicas else service.max_replicas
         for c, candidate in enumerate(service.candidates):
             pool = pools[candidate.pool]
-            upper = _replica_upper_bound(
+            upper = replica_upper_bound(
                 candidate.tensor_parallel,
                 pool.available_gpus if relaxation.availability is AvailabilityMode.KEEP else None,
                 pool.price_per_gpu_hour,
@@ -243,7 +243,7 @@ def build(
     )
 
 
-def _replica_upper_bound(
+def replica_upper_bound(
     tensor_parallel: int,
     available_gpus: int | None,
     price_per_gpu_hour: float,

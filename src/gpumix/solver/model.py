@@ -167,6 +167,9 @@ class SolveOptions:
     time_limit_seconds: float = 30.0
     # Relative MIP gap at which the search stops and the plan counts as optimal.
     mip_relative_gap: float = 1e-4
+    # Stop earlier, once a plan is within this relative gap of the best bound (e.g. 0.005):
+    # such a plan is reported Feasible with its gap, Optimal only within mip_relative_gap.
+    stop_relative_gap: float = 0.0
     # With a current plan: the churn phase may raise cost by at most this fraction of the optimum.
     churn_cost_tolerance: float = 0.02
     objective_override: Objective | None = None

@@ -68,6 +68,7 @@ def optimise(
     model = formulation.build(inputs, objectives, relaxation)
     statuses: list[SolveStatus] = []
     gaps: list[float | None] = []
+    stop_gap = max(options.mip_relative_gap, options.stop_relative_gap)
 
     def run_phase(
         bound: lagrangian.LowerBound | None = None,
@@ -76,13 +77,19 @@ def optimise(
             model.problem,
             options.backend,
             time_limit_seconds=max(deadline - time.perf_counter(), 0.01),
-            mip_relative_gap=options.mip_relative_gap,
+            mip_relative_gap=stop_gap,
             threads=options.threads,
             start=bound.start if bound else None,
-            objective_target=_target(bound.value, options.mip_relative_gap) if bound else None,
+            objective_target=_target(bound.value, stop_gap) if bound else None,
         )
         if bound is not None and outcome.objective_value is not None:
             outcome = _certified(outcome, bound.value, options.mip_relative_gap)
+        if (
+            outcome.status is SolveStatus.OPTIMAL
+            and (outcome.gap or 0.0) > options.mip_relative_gap
+        ):
+            # Stopped at ``stop_relative_gap``: a good plan, not a proven optimum.
+            outcome = replace(outcome, status=SolveStatus.FEASIBLE)
         statuses.append(outcome.status)
         gaps.append(outcome.gap)
         return outcome
@@ -117,7 +124,17 @@ def optimise(
         # At most half the remaining time: the joint solve must still get its share.
         bound_deadline = time.perf_counter() + (deadline - time.perf_counter()) / 2
         bound = lagrangian.lower_bound(model, options, bound_deadline)
-    outcome = run_phase(bound)
+    decided = _decided(bound, options) if bound is not None else None
+    if decided is not None and bound is not None and bound.start is not None:
+        # The decomposition's plan is within the gap of bound (10): no MILP search needed.
+        _assign(model.problem, bound.start)
+        outcome = backends.BackendOutcome(
+            decided[0], bound.cost, decided[1], 0.0, backends.choose_backend(options.backend)
+        )
+        statuses.append(outcome.status)
+        gaps.append(outcome.gap)
+    else:
+        outcome = run_phase(bound)
     if not _has_plan(outcome.status):
         if snapshot is None:
             return finish(outcome.status)
@@ -135,6 +152,25 @@ def optimise(
             _restore(model.problem, snapshot)
             return finish(SolveStatus.FEASIBLE)
     return finish(SolveStatus.OPTIMAL)
+
+
+def _decided(
+    bound: lagrangian.LowerBound, options: SolveOptions
+) -> tuple[SolveStatus, float] | None:
+    """Status and gap of the bound's own plan, when it is close enough to stop there."""
+    if bound.start is None or bound.cost is None:
+        return None
+    gap = max(bound.cost - bound.value, 0.0) / max(abs(bound.cost), 1e-9)
+    if gap <= options.mip_relative_gap:
+        return SolveStatus.OPTIMAL, gap
+    if gap <= options.stop_relative_gap:
+        return SolveStatus.FEASIBLE, gap
+    return None
+
+
+def _assign(problem: pulp.LpProblem, values: dict[str, float]) -> None:
+    for variable in problem.variables():
+        variable.varValue = values.get(variable.name, 0.0)
 
 
 def _target(bound: float, relative_gap: float) -> float:
@@ -264,13 +300,24 @@ def solve(inputs: PlanningInputs, options: SolveOptions | None = None) -> PlanRe
     gap: float | None = 0.0
     variables = constraints = 0
     solve_seconds = 0.0
-    separate = _solve_separately(joint_inputs, joint_objectives, options)
+    started = time.perf_counter()
+    separate = None
+    if inputs.current_plan or any(o is not Objective.MIN_COST for o in joint_objectives):
+        # MinCost alone without a current plan: the decomposition in ``optimise`` starts with
+        # exactly this (every service alone) and goes on when the plans do not fit.
+        separate = _solve_separately(joint_inputs, joint_objectives, options)
     if separate is not None:
         status, gap, solve_seconds, variables, constraints = separate.summary
         for plan in separate.plans:
             plans[plan.key] = replace(plan, status=status)
     elif plannable:
-        optimised = optimise(joint_inputs, joint_objectives, options, certify=True)
+        remaining = options.time_limit_seconds - (time.perf_counter() - started)
+        optimised = optimise(
+            joint_inputs,
+            joint_objectives,
+            replace(options, time_limit_seconds=max(remaining, 0.01)),
+            certify=True,
+        )
         status, gap = optimised.status, optimised.gap
         variables = optimised.formulation.variable_count
         constraints = optimised.formulation.constraint_count

@@ -18,6 +18,7 @@ from gpumix.solver import (
     ServiceDemand,
     SolveOptions,
     SolveStatus,
+    decomposition,
     evaluate,
     formulation,
     lagrangian,
@@ -204,3 +205,87 @@ def test_lagrangian_bound_never_exceeds_the_optimum(inputs: PlanningInputs) -> N
         plans = service_plans(model)
         assert evaluate(plans, inputs) == ()
         assert sum(plan.cost_per_hour for plan in plans) >= expected[0] - 1e-6
+
+
+def contended_instance(seed: int) -> PlanningInputs:
+    """3 services that all prefer one small cheap pool (the benchmark's situation in miniature):
+    the decomposition's DP over that pool decides who gets it."""
+    rng = random.Random(seed)
+    pools = (
+        Pool("cheap", "G0", "spot", 1.0, rng.randint(2, 4), gpus_per_node=2),
+        Pool("dear", "G1", "on-demand", 1.7, 8, gpus_per_node=2),
+    )
+    services = []
+    for s in range(3):
+        candidates = tuple(
+            Candidate(pool.name, 1, "bf16", {"c": rng.randint(2, 6) / 2}) for pool in pools
+        )
+        services.append(
+            ServiceDemand(
+                "ns",
+                f"s{s}",
+                (RequestClass("c", rng.randint(3, 10) / 2),),
+                candidates,
+                min_replicas=1,
+                max_replicas=4,
+            )
+        )
+    return PlanningInputs(pools, tuple(services))
+
+
+def test_contended_pool_is_shared_optimally() -> None:
+    """Through the decomposition (bound (10) and its plan), the answer is the brute-force
+    optimum and is proven optimal."""
+    for seed in range(12):
+        inputs = contended_instance(seed)
+        expected = brute_force(inputs)
+        result = solve(inputs, FAST)
+        if expected is None:
+            assert result.status is SolveStatus.INFEASIBLE
+            continue
+        assert result.status is SolveStatus.OPTIMAL, seed
+        assert result.violations == ()
+        assert abs(result.total_cost_per_hour - expected[0]) < 1e-6, seed
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000))
+def test_decomposition_bound_and_plan_against_brute_force(seed: int) -> None:
+    """Bound (10) never exceeds the optimum; its plan passes evaluate(), costs what it says,
+    and is the optimum whenever it is within the tolerance of the bound."""
+    inputs = contended_instance(seed)
+    expected = brute_force(inputs)
+    model = formulation.build(inputs, objectives_for(inputs.services, None))
+    formulation.set_objective_min_cost(model)
+    prices = lagrangian.pool_prices(model, FAST.backend) or {}
+    found = decomposition.decompose(inputs, prices, time.perf_counter() + 20)
+    if expected is None:
+        assert found is None or found.plan is None
+        return
+    assert found is not None and found.bound is not None
+    assert found.bound <= expected[0] + 1e-6
+    assert found.plan is not None and found.cost is not None
+    start = lagrangian.lower_bound(model, FAST, time.perf_counter() + 20)
+    assert start is not None and start.start is not None
+    for variable in model.problem.variables():
+        variable.varValue = start.start.get(variable.name, 0.0)
+    plans = service_plans(model)
+    assert evaluate(plans, inputs) == ()
+    assert abs(sum(plan.cost_per_hour for plan in plans) - found.cost) < 1e-6
+    assert found.cost >= expected[0] - 1e-6
+    if found.cost - found.bound <= 1e-4 * found.cost:
+        assert abs(found.cost - expected[0]) < 1e-6
+
+
+def test_stop_relative_gap_reports_feasible_with_the_gap() -> None:
+    """Stopping early at a looser gap never relabels the plan Optimal."""
+    inputs = hard_instance()
+    result = solve(
+        inputs, SolveOptions(time_limit_seconds=5, baselines=False, stop_relative_gap=0.05)
+    )
+    assert result.violations == ()
+    assert result.gap is not None and result.gap <= 0.05
+    if result.status is SolveStatus.OPTIMAL:
+        assert result.gap <= 1e-4
+    else:
+        assert result.status is SolveStatus.FEASIBLE

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -89,6 +89,28 @@ class _Service:
             values[g] = max(floor, tangent)
         return values
 
+    def tangent(self, solution: SubSolution, mu: float, prices: tuple[float, ...]) -> None:
+        """Record φ_s(μ) from ``solution``, optimal with P* priced μ more. It is also optimal
+        for f_s at its own usage u (any plan using ≤ u GPUs of P* costs at least as much), so
+        f_s(u) is known exactly too."""
+        self.tangents.append((solution.lower, mu))
+        used = solution.usage.get(self.pool, 0)
+        if used not in self.exact:
+            cost = solution.true_cost(prices)
+            exact = replace(solution, cost=cost, lower=solution.lower - mu * used)
+            self.exact[used] = exact
+
+    def upper(self) -> np.ndarray:
+        """f_s(g) or more: the cheapest evaluated plan using at most g GPUs (+inf if none)."""
+        values = np.full(self.top + 1, math.inf)
+        cheapest = math.inf
+        for g in range(self.top + 1):
+            known = self.exact.get(g)
+            if known is not None:
+                cheapest = min(cheapest, known.cost)
+            values[g] = cheapest
+        return values
+
     def evaluate(self, cap: int, deadline: float) -> None:
         self.sub.set_caps({self.pool: cap})
         remaining = deadline - time.perf_counter()
@@ -139,9 +161,12 @@ def decompose(
     inputs: PlanningInputs,
     prices: Mapping[str, float],
     deadline: float,
+    stop_gap: float = 0.0,
 ) -> Decomposition | None:
-    """Bound (10) and, when possible, a feasible plan; ``None`` if the time runs out or a
-    service has no plan even alone (the joint MILP then reports what is wrong)."""
+    """Bound (10) and, when possible, a feasible plan; stops early once a plan is within
+    ``stop_gap`` of the bound. When the time runs out: the bound and best plan so far, or
+    ``None`` if it ran out before the DP started or a service has no plan even alone (the
+    joint MILP then reports what is wrong)."""
     subs = [ServiceSubproblem(inputs, service) for service in inputs.services]
     solves = 0
     try:
@@ -193,37 +218,57 @@ def decompose(
                 solves += 1
                 service.sub.set_prices(_priced(service.sub, others))
                 if tangent is not None:
-                    service.tangents.append((tangent.lower, mu))
+                    service.tangent(tangent, mu, _priced(service.sub, others))
 
         available = pools[contended].available_gpus
-        while True:
-            found = _allocate([service.lower() for service in services], available)
-            if found is None:
-                return Decomposition(None, None, None, solves)  # (10) infeasible: so is (3)
-            value, allocation = found
-            pending = [
-                (service, g)
-                for service, g in zip(services, allocation, strict=True)
-                if g not in service.exact
-            ]
-            if not pending:
-                break
-            for service, g in pending:
-                service.evaluate(g, deadline)
-                solves += 1
-        bound = value - sum(others[name] * pools[name].available_gpus for name in others)
-        plan = [service.exact[g] for service, g in zip(services, allocation, strict=True)]
+        offset = sum(others[name] * pools[name].available_gpus for name in others)
+        bound: float | None = None
+        best: tuple[float, list[SubSolution]] | None = None
+        try:
+            while True:
+                found = _allocate([service.lower() for service in services], available)
+                if found is None:
+                    return Decomposition(None, None, None, solves)  # (10) infeasible: so is (3)
+                value, allocation = found
+                bound = value - offset  # the DP on lower bounds of f_s: a bound at every round
+                # The best combination of the plans evaluated so far that shares P*.
+                chosen = _allocate([service.upper() for service in services], available)
+                if chosen is not None:
+                    plan = [
+                        service.exact[max(g for g in service.exact if g <= share)]
+                        for service, share in zip(services, chosen[1], strict=True)
+                    ]
+                    if _fits(plan, pools):
+                        cost = _cost(plan, true_prices)
+                        if best is None or cost < best[0]:
+                            best = (cost, plan)
+                        if cost - bound <= stop_gap * cost:
+                            break
+                pending = [
+                    (service, g)
+                    for service, g in zip(services, allocation, strict=True)
+                    if g not in service.exact
+                ]
+                if not pending:
+                    break
+                for service, g in pending:
+                    service.evaluate(g, deadline)
+                    solves += 1
+        except _OutOfTime:
+            pending = []
         for sub in subs:
             sub.set_prices(sub.prices)
-        fitted = _fits(plan, pools)
-        if not fitted:
-            repaired = repair(subs, plan, inputs, deadline)
-            solves += len(subs)
-            if repaired is None:
-                return Decomposition(bound, None, None, solves)
-            plan = repaired
-        cost = sum(solution.true_cost(own) for solution, own in zip(plan, true_prices, strict=True))
-        return Decomposition(bound, tuple(plan), cost, solves)
+        if best is not None:
+            return Decomposition(bound, tuple(best[1]), best[0], solves)
+        if pending or time.perf_counter() >= deadline:
+            return Decomposition(bound, None, None, solves)
+        # Optimal for (10) but over another pool's availability: re-plan what overflows.
+        plan = [service.exact[g] for service, g in zip(services, allocation, strict=True)]
+        repaired = repair(subs, plan, inputs, deadline)
+        solves += len(subs)
+        if repaired is None:
+            return Decomposition(bound, None, None, solves)
+        return Decomposition(bound, tuple(repaired), _cost(repaired, true_prices), solves)
     except _OutOfTime:
         return None
 
@@ -289,6 +334,10 @@ def _solve(sub: ServiceSubproblem, deadline: float) -> SubSolution | None:
     if solution is None and time.perf_counter() >= deadline:
         raise _OutOfTime
     return solution
+
+
+def _cost(plan: Sequence[SubSolution], prices: Sequence[tuple[float, ...]]) -> float:
+    return sum(solution.true_cost(own) for solution, own in zip(plan, prices, strict=True))
 
 
 def _priced(sub: ServiceSubproblem, prices: Mapping[str, float]) -> tuple[float, ...]:

@@ -121,10 +121,16 @@ def optimise(
     formulation.set_objective_min_cost(model)
     bound = None
     if certify and relaxation == NO_RELAXATION and not model.throughput_services():
-        # At most half the remaining time: the joint solve must still get its share.
-        bound_deadline = time.perf_counter() + (deadline - time.perf_counter()) / 2
+        # Most of the time: on contention for one pool the decomposition's plan and bound
+        # improve much faster than branch and bound on the joint model (which gets the rest,
+        # and all of it when the decomposition stops early or gives up).
+        bound_deadline = time.perf_counter() + 0.9 * (deadline - time.perf_counter())
         bound = lagrangian.lower_bound(model, options, bound_deadline)
-    decided = _decided(bound, options) if bound is not None else None
+    decided = None
+    if bound is not None:
+        # Too little time left for the joint MILP to improve on the plan: report it as is.
+        final = deadline - time.perf_counter() < max(0.5, 0.1 * options.time_limit_seconds)
+        decided = _decided(bound, options, final)
     if decided is not None and bound is not None and bound.start is not None:
         # The decomposition's plan is within the gap of bound (10): no MILP search needed.
         _assign(model.problem, bound.start)
@@ -155,15 +161,16 @@ def optimise(
 
 
 def _decided(
-    bound: lagrangian.LowerBound, options: SolveOptions
+    bound: lagrangian.LowerBound, options: SolveOptions, final: bool
 ) -> tuple[SolveStatus, float] | None:
-    """Status and gap of the bound's own plan, when it is close enough to stop there."""
+    """Status and gap of the bound's own plan, when it is close enough to stop there (or
+    ``final``: there is no time to look further)."""
     if bound.start is None or bound.cost is None:
         return None
     gap = max(bound.cost - bound.value, 0.0) / max(abs(bound.cost), 1e-9)
     if gap <= options.mip_relative_gap:
         return SolveStatus.OPTIMAL, gap
-    if gap <= options.stop_relative_gap:
+    if gap <= options.stop_relative_gap or final:
         return SolveStatus.FEASIBLE, gap
     return None
 

@@ -50,6 +50,15 @@ a plan within the relative gap of L(λ) is reported Optimal, and otherwise the g
 the smaller of the solver's and the one against L(λ). With λ = 0 it is the sum of the
 single-service optima.
 
+Stronger bound and plan (MinCost only; ``decomposition``): keep the most contended pool P*
+shared and relax only the others,
+    (10) min Σ_s f_s(g_s)  s.t.  Σ_s g_s ≤ A[P*]   − Σ_{p≠P*} λ[p] A[p]   ≤  phase-2 optimum,
+         f_s(g) = service s alone (other pools priced π + λ) with at most g GPUs of P*,
+solved exactly by dynamic programming over the GPUs of P* (f_s evaluated lazily, one small
+MILP per point). (10) ≥ (9) at the same λ; its plan is feasible when it fits the other pools,
+and then optimal when they do not bind (λ = 0 there). The planner uses (10) in place of (9):
+a plan within the relative gap of (10) skips the joint MILP; otherwise the plan starts it.
+
 Relaxations (``Relaxation``) drop one constraint family at a time; ``explain`` uses them to say
 which family makes a problem infeasible and by how much.
 """

@@ -58,7 +58,12 @@ def lower_bound(model: Formulation, options: SolveOptions, deadline: float) -> L
     prices = pool_prices(model, backends.choose_backend(options.backend))
     if prices is None:
         return None
-    found = decomposition.decompose(model.inputs, prices, deadline)
+    found = decomposition.decompose(
+        model.inputs,
+        prices,
+        deadline,
+        stop_gap=max(options.mip_relative_gap, options.stop_relative_gap),
+    )
     if found is None or found.bound is None:
         return None
     start: dict[str, float] | None = None

@@ -153,24 +153,28 @@ class OperatorProcess:
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gpumix.cli",
-                "operator",
-                "--liveness",
-                "http://127.0.0.1:0/healthz",
-                "--planner-interval",
-                "20",
-                "--ready-timeout",
-                "60",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gpumix.cli",
+                    "operator",
+                    "--liveness",
+                    "http://127.0.0.1:0/healthz",
+                    "--planner-interval",
+                    "20",
+                    "--migration-timeout",
+                    "60",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        # A bad flag or a crash at startup fails the suite at once, not after every test's wait.
+        time.sleep(3)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"gpumix operator exited at startup:\n{self.log_tail()}")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -311,12 +315,38 @@ def test_cordoned_nodes_are_not_planned(
 def test_new_cheap_nodes_make_the_plan_cheaper(
     kubectl: Kubectl, operator: OperatorProcess, dev_cluster: DevCluster, namespace: str
 ) -> None:
-    # Only A10G spot (2 nodes × 4) and H100: demand needs more A10Gs than exist, so part of it
-    # goes to the expensive H100; new A10G nodes must make the plan cheaper.
+    # Only A10G spot (2 nodes × 4; the cheapest per request here) and A100-80GB on-demand:
+    # demand needs more A10Gs than exist, so part of it goes to an A100; new A10G nodes must
+    # make the plan cheaper. The demand is 8.5 A10Gs' worth, read from the same performance
+    # model the operator plans with.
+    profile = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpumix.cli",
+            "profile",
+            "--model",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "--gpu",
+            "A10G",
+            "--tp",
+            "1",
+            "--input-tokens",
+            "256",
+            "--output-tokens",
+            "128",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    per_a10g = json.loads(profile.stdout)[0]["maxRequestsPerSecond"]
     spec = {
-        "placement": {"gpuTypes": ["A10G", "H100-80GB"], "tensorParallelSizes": [1]},
+        "placement": {"gpuTypes": ["A10G", "A100-80GB"], "tensorParallelSizes": [1]},
         "workload": {
-            "requestsPerSecond": "12",
+            "requestsPerSecond": f"{8.5 * per_a10g:.2f}",
             "headroomPercent": 0,
             "classes": [{"name": "chat", "inputTokens": 256, "outputTokens": 128, "share": 1}],
         },
@@ -324,6 +354,7 @@ def test_new_cheap_nodes_make_the_plan_cheaper(
     kubectl.apply(llmservice("growth", namespace, **spec))
     service = wait_for("growth Ready", lambda: is_ready(kubectl, namespace, "growth"))
     cost_before = float(service["status"]["costPerHour"])
+    assert "A100-80GB" in gpu_types_planned(service), service["status"]["plan"]
     added = dev_cluster.add_nodes("a10g-spot", 4)
     try:
         service = wait_for(

@@ -155,3 +155,20 @@ def test_table_output_shows_plan_and_savings(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "team-a/chat" in out and "vs best homogeneous" in out and "savings" in out
     assert "class capacity vs demand" in out
+
+
+def test_json_on_stdout_is_only_json_in_a_fresh_process() -> None:
+    # Solver libraries print banners from C++ on the first solver object of a process; a
+    # script piping `gpumix plan -o json` into jq must still get a parseable document.
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gpumix.cli", "plan", "-f", SERVICE, "--fleet", FLEET, "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "Optimal"

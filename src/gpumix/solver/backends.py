@@ -9,6 +9,7 @@ only overstate the gap.
 from __future__ import annotations
 
 import math
+import ctypes
 import os
 import sys
 import threading
@@ -28,6 +29,13 @@ class BackendOutcome:
     gap: float | None
     seconds: float
     backend: Backend
+
+
+def _flush_c_stdout() -> None:
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to reach (not Linux/macOS): nothing to do
+        pass
 
 
 _banner_lock = threading.Lock()
@@ -51,6 +59,9 @@ def silence_highs_banner() -> None:
         try:
             os.dup2(devnull, 1)
             highspy.Highs()  # type: ignore[no-untyped-call]
+            # The banner sits in the C library's stdout buffer when stdout is not a terminal;
+            # flush it into /dev/null before the real stdout comes back.
+            _flush_c_stdout()
         finally:
             os.dup2(saved_stdout, 1)
             os.close(devnull)

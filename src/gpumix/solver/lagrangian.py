@@ -35,6 +35,7 @@ def pool_prices(model: Formulation, backend: Backend) -> dict[str, float] | None
     """λ[p] ≥ 0: the duals of the pool constraints (3) in the LP relaxation of phase 2."""
     problem = model.problem
     if backend is Backend.HIGHS:
+        backends.silence_highs_banner()
         solver: pulp.LpSolver = pulp.HiGHS(mip=False, msg=False)
     else:
         solver = backends.cbc_solver(mip=False)

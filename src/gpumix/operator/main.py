@@ -144,6 +144,10 @@ def run(operator_config: OperatorConfig) -> None:
     settings = kopf.OperatorSettings()
     configure_kopf(settings, operator_config)
     kopf.configure(verbose=operator_config.verbose)
+    if not operator_config.verbose:
+        # kopf logs "Handler ... succeeded" at INFO for every Node and Pod event; on a real
+        # fleet that buries gpumix's own plan and apply lines. Warnings and errors still show.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         registry=registry,
         settings=settings,

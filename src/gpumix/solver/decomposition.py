@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gpumix.solver.model import PlanningInputs, Pool
-from gpumix.solver.subproblem import ServiceSubproblem, SubSolution
+from gpumix.solver.subproblem import ServiceSubproblem, SubSolution, single_threaded
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,16 @@ def decompose(
     ``stop_gap`` of the bound. When the time runs out: the bound and best plan so far, or
     ``None`` if it ran out before the DP started or a service has no plan even alone (the
     joint MILP then reports what is wrong)."""
+    with single_threaded():
+        return _decompose(inputs, prices, deadline, stop_gap)
+
+
+def _decompose(
+    inputs: PlanningInputs,
+    prices: Mapping[str, float],
+    deadline: float,
+    stop_gap: float,
+) -> Decomposition | None:
     subs = [ServiceSubproblem(inputs, service) for service in inputs.services]
     solves = 0
     try:

@@ -13,8 +13,9 @@ the pool's availability, so the service alone respects (3)). Column bounds are (
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import highspy
 import numpy as np
@@ -143,7 +144,11 @@ class ServiceSubproblem:
         highs.setOptionValue("random_seed", 0)
         # Measured on the benchmark's subproblems (tiny MILPs solved hundreds of times): the
         # sub-MIP heuristics, restarts and symmetry detection cost more than they save
-        # (75 ms → 20 ms per solve, same optima).
+        # (75 ms → 20 ms per solve, same optima); so do strong branching (pseudocosts are
+        # trusted from the first branching: 2× the nodes, −10 % time) and a second thread
+        # (−20 %; run them inside ``single_threaded``).
+        highs.setOptionValue("threads", 1)
+        highs.setOptionValue("mip_pscost_minreliable", 0)
         for option in (
             "mip_heuristic_run_rins",
             "mip_heuristic_run_rens",
@@ -190,6 +195,127 @@ class ServiceSubproblem:
         self.highs = highs
         self.costs = self.prices
 
+        # Price-independent parts of dominance (see ``_dominated``): served[c, w] is the
+        # throughput of c for the w-th class with demand (0 where c cannot serve it).
+        served = [name for name in demand if demand[name] > 0]
+        self._demand = np.array([demand[name] for name in served], dtype=np.float64)
+        self._throughput = np.array(
+            [[c.throughput_rps.get(name, 0.0) for name in served] for c in candidates],
+            dtype=np.float64,
+        ).reshape(self.size, len(served))
+        self._upper = np.array(upper[: self.size], dtype=np.float64)
+        self._gpu_counts = np.array(self.gpus, dtype=np.float64)
+        self._pool_index = np.array([self.pools.index(name) for name in self.pool_of])
+        on_demand = np.array([not pools[c.pool].preemptible for c in candidates], dtype=bool)
+        self._on_demand = on_demand
+        throughput = self._throughput
+        # at_least[a, b]: a serves every class at least as fast as b (and counts towards (7)
+        # whenever b does); better[a, b]: a is strictly faster on some class.
+        at_least = np.all(throughput[:, None, :] >= throughput[None, :, :], axis=2)
+        if service.min_on_demand_replicas > 0:
+            at_least &= on_demand[:, None] | ~on_demand[None, :]
+        np.fill_diagonal(at_least, False)
+        self._at_least = at_least
+        self._better = np.any(throughput[:, None, :] > throughput[None, :, :], axis=2)
+        self._earlier = np.arange(self.size)[:, None] < np.arange(self.size)[None, :]
+        self._fixed = np.zeros(self.size, dtype=bool)  # columns currently fixed at 0
+        self._dominates = np.zeros((self.size, self.size), dtype=bool)
+        self._single = self._single_replicas()
+
+    def _single_replicas(self) -> np.ndarray:
+        """Replicas of c needed to serve the whole demand on c alone (inf where c cannot)."""
+        service = self.service
+        with np.errstate(divide="ignore"):
+            load = np.where(
+                self._throughput > 0, self._demand[None, :] / self._throughput, math.inf
+            ).sum(axis=1)
+        replicas: np.ndarray = np.maximum(np.ceil(load), float(max(service.min_replicas, 1)))
+        if service.min_on_demand_replicas > 0:
+            replicas = np.where(
+                self._on_demand,
+                np.maximum(replicas, float(service.min_on_demand_replicas)),
+                math.inf,
+            )
+        replicas[replicas > np.minimum(self._upper, float(service.max_replicas))] = math.inf
+        return replicas
+
+    def _dominated(self, start: SubSolution | None) -> np.ndarray:
+        """Candidates no optimal plan needs under the current prices and caps.
+
+        c is dropped when some c' costs no more (and, under a budget, is priced no more),
+        serves every class at least as fast, counts towards (7) whenever c does, and sits in
+        a pool whose cap cannot bind: every plan is at most as dear as a known feasible plan
+        (``start``, or one candidate serving everything alone), and a plan that dear uses at
+        most UB / (cost per GPU of that pool) GPUs there. Moving c's replicas and routing to
+        c' then keeps any optimal plan feasible and no dearer. Ties go to the earlier
+        candidate, so every dropped candidate has a kept one that dominates it.
+        """
+        costs = np.array(self.costs, dtype=np.float64)
+        if costs.size == 0 or np.any(costs < 0):
+            return np.zeros(self.size, dtype=bool)
+        caps = np.array([self.caps[name] for name in self.pools], dtype=np.float64)
+        finite = np.isfinite(self._single)
+        single = np.where(finite, np.where(finite, self._single, 0.0) * costs, math.inf)
+        single[self._single * self._gpu_counts > caps[self._pool_index]] = math.inf
+        budget = self.service.max_cost_per_hour
+        prices = np.array(self.prices, dtype=np.float64)
+        if budget is not None:
+            single[self._single * prices > budget] = math.inf
+        upper_bound = float(single.min(initial=math.inf))
+        if start is not None:
+            upper_bound = min(upper_bound, start.true_cost(self.costs))
+        if not math.isfinite(upper_bound):
+            return np.zeros(self.size, dtype=bool)
+        per_gpu = costs / self._gpu_counts
+        cheapest = np.full(len(self.pools), math.inf)
+        np.minimum.at(cheapest, self._pool_index, per_gpu)
+        # UB ≤ cost per GPU × cap: the pool's cap row cannot bind on any plan that dear.
+        free = (cheapest > 0) & (upper_bound * (1 + 1e-9) <= cheapest * caps)
+        if not free.any():
+            return np.zeros(self.size, dtype=bool)
+        weak = self._at_least & free[self._pool_index][:, None]
+        weak &= costs[:, None] <= costs[None, :]
+        strict = self._better | (costs[:, None] < costs[None, :])
+        if budget is not None:
+            weak &= prices[:, None] <= prices[None, :]
+            strict |= prices[:, None] < prices[None, :]
+        dominates = weak & (strict | self._earlier)
+        dropped: np.ndarray = dominates.any(axis=0)
+        self._dominates = dominates
+        return dropped
+
+    def _restrict(self, dropped: np.ndarray) -> None:
+        changed = np.flatnonzero(dropped != self._fixed)
+        if changed.size:
+            upper = np.where(dropped[changed], 0.0, self._upper[changed])
+            self.highs.changeColsBounds(
+                changed.size,
+                changed.astype(np.int32),
+                np.zeros(changed.size, dtype=np.float64),
+                np.clip(upper, 0.0, self.highs.getInfinity()),
+            )
+            self._fixed = dropped
+
+    def _moved(self, start: SubSolution, dropped: np.ndarray) -> SubSolution | None:
+        """``start`` with the replicas and routing of dropped candidates moved to the cheapest
+        kept candidate that dominates each (feasible and no dearer, see ``_dominated``)."""
+        replicas = list(start.replicas)
+        shares = dict(start.shares)
+        costs = np.array(self.costs, dtype=np.float64)
+        for c in np.flatnonzero(dropped):
+            if replicas[c] == 0 and not any(at == c for _, at in start.shares):
+                continue
+            keepers = np.flatnonzero(self._dominates[:, c] & ~dropped)
+            if keepers.size == 0:
+                return None
+            target = int(keepers[np.argmin(costs[keepers])])
+            replicas[target] += replicas[c]
+            replicas[c] = 0
+            for name, at in list(shares):
+                if at == c:
+                    shares[name, target] = shares.get((name, target), 0.0) + shares.pop((name, at))
+        return replace(start, replicas=tuple(replicas), shares=shares)
+
     def set_prices(self, prices: tuple[float, ...]) -> None:
         """Replica prices per candidate (e.g. the pools' prices plus λ)."""
         if prices != self.costs:
@@ -216,6 +342,10 @@ class ServiceSubproblem:
         branch and bound prune from the first node."""
         highs = self.highs
         highs.setOptionValue("time_limit", max(time_limit_seconds, 0.001))
+        dropped = self._dominated(start)
+        self._restrict(dropped)
+        if start is not None and dropped.any():
+            start = self._moved(start, dropped)
         if start is not None:
             solution = highspy.HighsSolution()
             solution.col_value = [
@@ -243,6 +373,19 @@ class ServiceSubproblem:
         if not math.isfinite(gap):
             gap = SUBPROBLEM_GAP
         return SubSolution(cost, cost * (1 - gap), replicas, shares, usage)
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Where subproblems may run. HiGHS keeps one task scheduler per calling thread, sized by
+    the first run and refusing runs that ask for another thread count; subproblems ask for one
+    thread. Reset it on the way in and out, so the joint solves around them (PuLP, default
+    threads) start their own."""
+    highspy.Highs.resetThreadScheduler(True)
+    try:
+        yield
+    finally:
+        highspy.Highs.resetThreadScheduler(True)
 
 
 def _new_highs() -> highspy.Highs:

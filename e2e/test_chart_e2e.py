@@ -88,6 +88,78 @@ def service_account_kubeconfig(cluster: DevCluster, path: Path) -> Path:
     return path
 
 
+OPERATOR_USER = f"system:serviceaccount:{RELEASE_NAMESPACE}:gpumix"
+
+# (verb, resource, namespace or None for cluster scope / all namespaces, subresource).
+GRANTED = [
+    ("list", "nodes", None, None),
+    ("watch", "pods", None, None),
+    ("list", "gpupools.gpumix.io", None, None),
+    ("patch", "gpupools.gpumix.io", None, "status"),
+    ("watch", "llmservices.gpumix.io", WATCHED, None),
+    ("patch", "llmservices.gpumix.io", WATCHED, "status"),
+    ("create", "deployments.apps", WATCHED, None),
+    ("delete", "services", WATCHED, None),
+    ("create", "events", WATCHED, None),
+]
+DENIED = [
+    ("get", "secrets", None, None),
+    ("list", "secrets", RELEASE_NAMESPACE, None),
+    ("list", "configmaps", WATCHED, None),
+    ("create", "deployments.apps", "default", None),  # not a watched namespace
+    ("patch", "llmservices.gpumix.io", WATCHED, None),  # users own the spec
+    ("create", "pods", WATCHED, None),
+    ("patch", "nodes", None, None),
+    ("delete", "nodes", None, None),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io", None, None),
+    ("impersonate", "users", None, None),
+    ("*", "*", None, None),
+]
+
+
+def can_i(
+    cluster: DevCluster, verb: str, resource: str, namespace: str | None, sub: str | None
+) -> str:
+    command = ["kubectl", f"--kubeconfig={cluster.kubeconfig}", "auth", "can-i", verb, resource]
+    command += ["--as", OPERATOR_USER]
+    command += ["-n", namespace] if namespace else ["--all-namespaces"]
+    if sub:
+        command += [f"--subresource={sub}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    return result.stdout.strip()
+
+
+def assert_least_privilege(cluster: DevCluster) -> None:
+    """What `kubectl auth can-i` says about the chart's ServiceAccount: what it needs, and
+    nothing a compromised operator could use to read credentials or spread."""
+    answers = {case: can_i(cluster, *case) for case in GRANTED + DENIED}
+    missing = [case for case in GRANTED if answers[case] != "yes"]
+    excess = [case for case in DENIED if answers[case] != "no"]
+    assert not missing, f"the chart's RBAC lacks {missing}"
+    assert not excess, f"the chart's RBAC grants {excess}"
+    listing = subprocess.run(
+        [
+            *("kubectl", f"--kubeconfig={cluster.kubeconfig}", "auth", "can-i", "--list"),
+            *("--as", OPERATOR_USER, "-n", WATCHED),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    # Rows are "resources  non-resource-urls  resource-names  [verbs]". Rows for non-resource
+    # URLs start blank: the API server's discovery rules grant "get" on /api/* and the like to
+    # every user, which is fine.
+    wildcards = [
+        line
+        for line in listing.splitlines()[1:]
+        if line.strip()
+        and not line[0].isspace()
+        and ("*" in line.split()[0] or "*" in line[line.rindex("[") :])
+    ]
+    assert not wildcards, "wildcard rules:\n" + "\n".join(wildcards)
+
+
 def test_chart_installs_and_the_operator_works_with_its_rbac(
     cluster: DevCluster, tmp_path: Path
 ) -> None:
@@ -106,6 +178,7 @@ def test_chart_installs_and_the_operator_works_with_its_rbac(
         "--set",
         f"operator.watchNamespaces={{{WATCHED}}}",
     )
+    assert_least_privilege(cluster)
     api_client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
     custom = client.CustomObjectsApi(api_client)
     # The API server accepted the CRDs and serves them: the examples pass its validation.

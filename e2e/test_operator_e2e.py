@@ -476,10 +476,17 @@ def test_operator_restart_writes_nothing(
             for o in objects
         }
 
+    def planning_passes() -> int:
+        return operator.log_path.read_text(errors="replace").count("] planned ")
+
     before = versions()
     operator.stop()
+    passes_before = planning_passes()
     operator.start()
-    time.sleep(25)  # startup, a full re-plan and reconcile pass
+    # The restarted operator must really have planned and reconciled (else "wrote nothing"
+    # proves nothing): wait for its first planning log line, then for the apply pass after it.
+    wait_for("the restarted operator's first plan", lambda: planning_passes() > passes_before)
+    time.sleep(10)
     after = versions()
     assert after == before, "a restarted operator rewrote objects that had not changed"
 

@@ -403,3 +403,62 @@ def test_subproblem_dominance_respects_a_binding_cap() -> None:
         solution = sub.solve(20)
         assert solution is not None and solution.cost == 5.0
         assert solution.usage == {"cheap": 1, "dear": 2}
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lone_services())
+def test_fitted_plan_is_feasible_under_a_tighter_cap(
+    case: tuple[PlanningInputs, dict[str, int], dict[str, float]],
+) -> None:
+    """A plan moved off a pool to meet a lower cap (the decomposition's start for a capped
+    solve) serves every class within its replicas' capacity and meets every constraint."""
+    inputs, _, _ = case
+    (service,) = inputs.services
+    pools = {p.name: p for p in inputs.pools}
+    sub = subproblem.ServiceSubproblem(inputs, service)
+    with subproblem.single_threaded():
+        plan = sub.solve(20)
+        if plan is None:
+            return
+        for pool, used in plan.usage.items():
+            for cap in range(used):
+                sub.set_caps({pool: cap})
+                fitted = sub.fitted(plan, pool)
+                optimum = sub.solve(20)
+                if fitted is not None:
+                    assert optimum is not None and fitted.cost >= optimum.cost - 1e-6
+                    check_plan(service, pools, sub, fitted)
+                    again = sub.solve(20, fitted)
+                    assert again is not None and abs(again.cost - optimum.cost) < 1e-6
+            sub.set_caps({})
+
+
+def check_plan(
+    service: ServiceDemand,
+    pools: dict[str, Pool],
+    sub: subproblem.ServiceSubproblem,
+    plan: subproblem.SubSolution,
+) -> None:
+    for name, gpus in plan.usage.items():
+        assert gpus <= sub.caps[name]
+    assert service.min_replicas <= sum(plan.replicas) <= service.max_replicas
+    on_demand = sum(
+        n
+        for n, c in zip(plan.replicas, service.candidates, strict=True)
+        if not pools[c.pool].preemptible
+    )
+    assert on_demand >= service.min_on_demand_replicas
+    if service.max_cost_per_hour is not None:
+        assert plan.true_cost(sub.prices) <= service.max_cost_per_hour + 1e-9
+    demand = {request_class.name: request_class.demand_rps for request_class in service.classes}
+    for name, rps in demand.items():
+        if rps > 0:
+            served = sum(v for (served_name, _), v in plan.shares.items() if served_name == name)
+            assert abs(served - 1) < 1e-6
+    for c, candidate in enumerate(service.candidates):
+        load = sum(
+            v * demand[name] / candidate.throughput_rps[name]
+            for (name, at), v in plan.shares.items()
+            if at == c
+        )
+        assert load <= plan.replicas[c] + 1e-6

@@ -116,9 +116,16 @@ class _Service:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             raise _OutOfTime
-        # The best plan known to fit the cap: the one evaluated at the nearest smaller cap.
+        # A start: the plan evaluated at the nearest smaller cap (it fits), or the one at the
+        # nearest larger cap with replicas moved off P*, whichever is cheaper.
         below = [g for g in self.exact if g < cap]
-        start = self.exact[max(below)] if below else None
+        above = [g for g in self.exact if g > cap]
+        starts = [self.exact[max(below)]] if below else []
+        if above:
+            fitted = self.sub.fitted(self.exact[min(above)], self.pool)
+            if fitted is not None:
+                starts.append(fitted)
+        start = min(starts, key=lambda plan: plan.true_cost(self.sub.costs), default=None)
         solution = self.sub.solve(remaining, start)
         self.sub.set_caps({})
         if solution is None:

@@ -93,12 +93,14 @@ class ServiceSubproblem:
                 if name == request_class.name
             ]
             rows.append((1.0, 1.0, entries))
+        by_candidate: list[list[tuple[int, str]]] = [[] for _ in candidates]
+        for j, (name, at) in enumerate(self.shares):
+            by_candidate[at].append((j, name))
         for c, candidate in enumerate(candidates):
             # (2) replica capacity
             load = [
                 (self.size + j, demand[name] / candidate.throughput_rps[name])
-                for j, (name, at) in enumerate(self.shares)
-                if at == c
+                for j, name in by_candidate[c]
             ]
             if load:
                 rows.append((-math.inf, 0.0, [*load, (c, -1.0)]))
@@ -283,6 +285,59 @@ class ServiceSubproblem:
         dropped: np.ndarray = dominates.any(axis=0)
         self._dominates = dominates
         return dropped
+
+    def fitted(self, solution: SubSolution, pool: str) -> SubSolution | None:
+        """``solution`` made to fit the current cap on ``pool``: replicas there are replaced
+        one at a time, each by the cheapest candidate of another pool that serves every class
+        at least as fast (and counts towards (7) whenever it does), taking over its share of
+        the routing; ``None`` when that does not fit every cap, the budget or ``pool``.
+        A start for the capped solve (one near its optimum prunes most of the tree)."""
+        inside = np.array([name == pool for name in self.pool_of])
+        replicas = list(solution.replicas)
+        need = solution.usage.get(pool, 0) - self.caps[pool]
+        if need <= 0:
+            return solution
+        costs = np.array(self.costs, dtype=np.float64)
+        usable = self._at_least & ~inside[:, None]
+        shares = dict(solution.shares)
+        while need > 0:
+            best: tuple[float, int, int] | None = None
+            for used in np.flatnonzero(inside & (np.array(replicas) > 0)).tolist():
+                options = np.flatnonzero(usable[:, used])
+                if options.size == 0:
+                    continue
+                target = int(options[np.argmin(costs[options])])
+                # Extra cost per GPU of the cap it helps meet.
+                rate = (costs[target] - costs[used]) / min(self.gpus[used], need)
+                if best is None or rate < best[0]:
+                    best = (rate, used, target)
+            if best is None:
+                return None
+            _, c, r = best
+            moved = 1 / replicas[c]
+            for name, at in list(shares):
+                if at == c:
+                    part = shares[name, c] * moved
+                    shares[name, c] -= part
+                    shares[name, r] = shares.get((name, r), 0.0) + part
+            replicas[c] -= 1
+            replicas[r] += 1
+            need -= self.gpus[c]
+        usage: dict[str, int] = {}
+        for index, count in enumerate(replicas):
+            if count:
+                name = self.pool_of[index]
+                usage[name] = usage.get(name, 0) + count * self.gpus[index]
+        if any(gpus > self.caps[name] for name, gpus in usage.items()):
+            return None
+        budget = self.service.max_cost_per_hour
+        if (
+            budget is not None
+            and sum(p * n for p, n in zip(self.prices, replicas, strict=True)) > budget + 1e-9
+        ):
+            return None
+        cost = float(costs @ np.array(replicas, dtype=np.float64))
+        return SubSolution(cost, cost, tuple(replicas), shares, usage)
 
     def _restrict(self, dropped: np.ndarray) -> None:
         changed = np.flatnonzero(dropped != self._fixed)

@@ -7,7 +7,7 @@ every figure; it is validated once, on first use.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -42,6 +42,8 @@ GFD_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 # GPU feature discovery appends this when a GPU is shared by time-slicing.
 GFD_SHARED_SUFFIX = "-SHARED"
+# Labels that name a node's GPU model, most trusted first (GFD reads the hardware).
+DEFAULT_GPU_TYPE_LABELS = (GFD_PRODUCT_LABEL, GKE_ACCELERATOR_LABEL, KARPENTER_GPU_NAME_LABEL)
 
 
 @dataclass(frozen=True)
@@ -153,25 +155,26 @@ def gpu_type_from_label(value: str) -> str | None:
     return _label_index().get(key)
 
 
-def gpu_type_from_labels(labels: Mapping[str, str]) -> str | None:
-    """A node's labels -> catalogue name, using whichever GPU label the cluster sets.
+def gpu_type_from_labels(
+    labels: Mapping[str, str], keys: Sequence[str] = DEFAULT_GPU_TYPE_LABELS
+) -> str | None:
+    """A node's labels -> catalogue name, from the first of ``keys`` whose value names a type.
 
-    GFD and GKE values are unambiguous; Karpenter's "a100" is resolved with the GPU memory
-    label (A100-80GB reports about 81920 MiB).
+    ``keys`` are the label keys to read, most trusted first (the operator's
+    ``discovery.gpuTypeLabels``). Any key's value may be a GFD, GKE or Karpenter spelling.
+    Karpenter's "a100" is resolved with the GPU memory label (A100-80GB reports about 81920 MiB).
     """
-    for key in (GFD_PRODUCT_LABEL, GKE_ACCELERATOR_LABEL):
-        if key in labels:
-            found = gpu_type_from_label(labels[key])
-            if found is not None:
-                return found
-    karpenter_name = labels.get(KARPENTER_GPU_NAME_LABEL)
-    if karpenter_name is None:
-        return None
-    found = gpu_type_from_label(karpenter_name)
-    memory_mib = labels.get(KARPENTER_GPU_MEMORY_LABEL, "")
-    if found == "A100-40GB" and memory_mib.isdigit() and int(memory_mib) > 48 * 1024:
-        return "A100-80GB"
-    return found
+    for key in keys:
+        if key not in labels:
+            continue
+        found = gpu_type_from_label(labels[key])
+        if found == "A100-40GB" and key == KARPENTER_GPU_NAME_LABEL:
+            memory_mib = labels.get(KARPENTER_GPU_MEMORY_LABEL, "")
+            if memory_mib.isdigit() and int(memory_mib) > 48 * 1024:
+                return "A100-80GB"
+        if found is not None:
+            return found
+    return None
 
 
 def default_price(gpu_type: str, capacity_type: str) -> float:

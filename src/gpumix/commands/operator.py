@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from gpumix.errors import InputError
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+CONFIG_ENV = "GPUMIX_CONFIG"
+MAX_PORT = 65535
 
 
 def _positive_seconds(text: str) -> float:
@@ -18,6 +22,24 @@ def _positive_seconds(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
+
+
+def _port(text: str) -> int:
+    """A TCP port; 0 or 'none' (returned as 0) switches the endpoint off."""
+    if text.strip().lower() == "none":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_PORT}, got {text}")
+    return value
+
+
+def config_path(flag: str | None, environ: Mapping[str, str]) -> str | None:
+    """--config, else $GPUMIX_CONFIG (what the Helm chart sets), else no file."""
+    return flag or environ.get(CONFIG_ENV) or None
 
 
 def add_parser(subparsers: Any) -> None:
@@ -85,12 +107,29 @@ def add_parser(subparsers: Any) -> None:
         help="remove replaced Deployments after this long even if the new ones are not "
         "ready (default 600)",
     )
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help=f"configuration file: default prices (pricing.defaults), discovery label keys "
+        f"(discovery.gpuTypeLabels, discovery.capacityTypeLabels) and metrics.port "
+        f"(default ${CONFIG_ENV} if set, else none)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics; 0 or 'none' disables "
+        "(default: the configuration file's metrics.port, else disabled)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: `gpumix plan` and `gpumix profile` must not pay for kopf and the client.
+    from gpumix.operator.config_file import ConfigFile, load_config_file
     from gpumix.operator.main import run as run_operator
     from gpumix.operator.settings import OperatorConfig
     from gpumix.solver import Backend
@@ -99,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
     for namespace in args.namespace:
         if not namespace:
             raise InputError("must not be empty", field="--namespace")
+    # Read once, before anything starts: a bad file stops here with exit code 2.
+    path = config_path(args.config, os.environ)
+    file_config = load_config_file(path) if path else ConfigFile()
+    metrics_port = args.metrics_port if args.metrics_port is not None else file_config.metrics.port
     operator_config = OperatorConfig(
         namespaces=tuple(dict.fromkeys(args.namespace)),
         liveness_endpoint=liveness,
@@ -109,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         solver_backend=Backend(args.backend),
         migration_timeout_seconds=args.migration_timeout,
         verbose=args.verbose,
+        inventory=file_config.inventory_settings(),
+        metrics_port=metrics_port or None,
     )
     run_operator(operator_config)
     return 0

@@ -2,7 +2,9 @@
 
 Pure: raw Node and Pod dicts are parsed once into small frozen records (:func:`node_record`,
 :func:`pod_record`; the kopf indices store those), and :func:`build_inventory` turns records plus
-GPUPool objects into :class:`PoolInventory` values. No Kubernetes client, no kopf.
+GPUPool objects into :class:`PoolInventory` values. No Kubernetes client, no kopf. Which labels
+discovery reads and which default prices apply come in as :class:`InventorySettings` (from the
+operator's configuration file); its defaults are the built-in label keys and catalogue prices.
 
 Availability rules (what the planner may place on a pool now):
 
@@ -18,13 +20,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gpumix import catalog
 from gpumix.catalog.gpus import (
-    GFD_PRODUCT_LABEL,
-    GKE_ACCELERATOR_LABEL,
+    DEFAULT_GPU_TYPE_LABELS,
     KARPENTER_GPU_MEMORY_LABEL,
     KARPENTER_GPU_NAME_LABEL,
 )
@@ -37,14 +38,31 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "gpumix"
 
 # Labels that name the GPU model, in the order we trust them (GFD reads the hardware).
-GPU_LABELS = (GFD_PRODUCT_LABEL, GKE_ACCELERATOR_LABEL, KARPENTER_GPU_NAME_LABEL)
+GPU_LABELS = DEFAULT_GPU_TYPE_LABELS
 KARPENTER_CAPACITY_LABEL = "karpenter.sh/capacity-type"
 GKE_SPOT_LABEL = "cloud.google.com/gke-spot"
 EKS_CAPACITY_LABEL = "eks.amazonaws.com/capacityType"
+CAPACITY_LABELS = (KARPENTER_CAPACITY_LABEL, GKE_SPOT_LABEL, EKS_CAPACITY_LABEL)
 
 ON_DEMAND = "on-demand"
 SPOT = "spot"
 RESERVED = "reserved"
+
+
+@dataclass(frozen=True)
+class InventorySettings:
+    """What the operator's configuration file changes about the inventory.
+
+    ``prices`` maps (catalogue GPU type, capacity type) to USD per GPU-hour; pairs not in it
+    fall back to the catalogue. Label keys are read in order, most trusted first.
+    """
+
+    gpu_type_labels: tuple[str, ...] = GPU_LABELS
+    capacity_type_labels: tuple[str, ...] = CAPACITY_LABELS
+    prices: Mapping[tuple[str, str], float] = field(default_factory=dict)
+
+
+DEFAULT_SETTINGS = InventorySettings()
 
 TERMINATED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 
@@ -200,57 +218,70 @@ class PoolInventory:
         )
 
 
-def capacity_type_from_labels(labels: Mapping[str, str]) -> str | None:
-    """The capacity type a provider label states, or None when no label says."""
-    karpenter = labels.get(KARPENTER_CAPACITY_LABEL)
-    if karpenter is not None:
-        value = karpenter.strip().lower()
-        if value == "spot":
+def _capacity_from_value(key: str, value: str) -> str:
+    """What one capacity label's value says, in the dialect of the provider that sets the key."""
+    normalised = value.strip().lower()
+    if key == GKE_SPOT_LABEL:
+        return SPOT if normalised == "true" else ON_DEMAND
+    if key == EKS_CAPACITY_LABEL:
+        return SPOT if normalised == "spot" else ON_DEMAND
+    if key == KARPENTER_CAPACITY_LABEL:
+        if normalised == "spot":
             return SPOT
-        if value in ("reserved", "capacity-block"):
-            return RESERVED
-        return ON_DEMAND
-    if GKE_SPOT_LABEL in labels:
-        return SPOT if labels[GKE_SPOT_LABEL].strip().lower() == "true" else ON_DEMAND
-    eks = labels.get(EKS_CAPACITY_LABEL)
-    if eks is not None:
-        return SPOT if eks.strip().upper() == "SPOT" else ON_DEMAND
+        return RESERVED if normalised in ("reserved", "capacity-block") else ON_DEMAND
+    # Any other configured key: a capacity-type name, or a boolean "is spot" label like GKE's
+    # (e.g. cloud.google.com/gke-preemptible=true).
+    if normalised in ("spot", "preemptible", "true"):
+        return SPOT
+    return RESERVED if normalised in ("reserved", "capacity-block") else ON_DEMAND
+
+
+def capacity_type_from_labels(
+    labels: Mapping[str, str], keys: Sequence[str] = CAPACITY_LABELS
+) -> str | None:
+    """The capacity type the first present label of ``keys`` states, or None when none says."""
+    for key in keys:
+        if key in labels:
+            return _capacity_from_value(key, labels[key])
     return None
 
 
-_CAPACITY_LABELS = (KARPENTER_CAPACITY_LABEL, GKE_SPOT_LABEL, EKS_CAPACITY_LABEL)
-
-
-def discovered_identity(node: NodeRecord) -> tuple[str, str, dict[str, str]] | None:
+def discovered_identity(
+    node: NodeRecord, settings: InventorySettings = DEFAULT_SETTINGS
+) -> tuple[str, str, dict[str, str]] | None:
     """(GPU type, capacity type, node selector) of a GPU node, from its labels alone.
 
     The selector holds exactly the labels that identified the pool, so pods land on nodes of
     this GPU type and capacity type and nowhere else.
     """
-    gpu_type = catalog.gpu_type_from_labels(node.labels)
+    gpu_type = catalog.gpu_type_from_labels(node.labels, settings.gpu_type_labels)
     if gpu_type is None:
         return None
     selector: dict[str, str] = {}
-    for key in GPU_LABELS:
+    for key in settings.gpu_type_labels:
         if key in node.labels and catalog.gpu_type_from_label(node.labels[key]) is not None:
             selector[key] = node.labels[key]
             break
     if KARPENTER_GPU_NAME_LABEL in selector and KARPENTER_GPU_MEMORY_LABEL in node.labels:
         # Karpenter names both A100 sizes "a100"; the memory label tells them apart.
         selector[KARPENTER_GPU_MEMORY_LABEL] = node.labels[KARPENTER_GPU_MEMORY_LABEL]
-    capacity_type = capacity_type_from_labels(node.labels) or ON_DEMAND
-    for key in _CAPACITY_LABELS:
+    capacity_type = (
+        capacity_type_from_labels(node.labels, settings.capacity_type_labels) or ON_DEMAND
+    )
+    for key in settings.capacity_type_labels:
         if key in node.labels:
             selector[key] = node.labels[key]
             break
     return gpu_type, capacity_type, selector
 
 
-def discover_pools(nodes: Iterable[NodeRecord]) -> list[PoolDefinition]:
+def discover_pools(
+    nodes: Iterable[NodeRecord], settings: InventorySettings = DEFAULT_SETTINGS
+) -> list[PoolDefinition]:
     """Pools from node labels (used when no GPUPool exists), named ``<gpu-type>-<capacity>``."""
     identities: dict[tuple[str, ...], tuple[str, str, dict[str, str]]] = {}
     for node in nodes:
-        identity = discovered_identity(node)
+        identity = discovered_identity(node, settings)
         if identity is None:
             continue
         gpu_type, capacity_type, selector = identity
@@ -274,7 +305,7 @@ def discover_pools(nodes: Iterable[NodeRecord]) -> list[PoolDefinition]:
                 gpu_type=gpu_type,
                 capacity_type=capacity_type,
                 node_selector=selector,
-                price_per_gpu_hour=catalogue_price(gpu_type, capacity_type),
+                price_per_gpu_hour=default_price(gpu_type, capacity_type, settings),
                 discovered=True,
             )
         )
@@ -288,13 +319,30 @@ def catalogue_price(gpu_type: str, capacity_type: str) -> float | None:
         return None
 
 
-def pool_definition(pool: GPUPool) -> PoolDefinition:
+def default_price(
+    gpu_type: str, capacity_type: str, settings: InventorySettings = DEFAULT_SETTINGS
+) -> float | None:
+    """The configured default price (``pricing.defaults``), else the catalogue's, else None."""
+    try:
+        # GPUPools may spell a catalogue type in any case or by a label value.
+        canonical = catalog.get_gpu(gpu_type).name
+    except InputError:
+        return None  # a custom type: only spec.pricePerGPUHour can price it
+    configured = settings.prices.get((canonical, capacity_type))
+    if configured is not None:
+        return configured
+    return catalogue_price(canonical, capacity_type)
+
+
+def pool_definition(
+    pool: GPUPool, settings: InventorySettings = DEFAULT_SETTINGS
+) -> PoolDefinition:
     spec = pool.spec
     capacity_type = str(spec.capacity_type.value)
     price = (
         float(spec.price_per_gpu_hour)
         if spec.price_per_gpu_hour is not None
-        else catalogue_price(spec.gpu_type, capacity_type)
+        else default_price(spec.gpu_type, capacity_type, settings)
     )
     return PoolDefinition(
         name=pool.metadata.name,
@@ -366,12 +414,15 @@ def count_pool(
 
 
 def build_inventory(
-    gpupools: Sequence[GPUPool], nodes: Sequence[NodeRecord], pods: Sequence[PodRecord]
+    gpupools: Sequence[GPUPool],
+    nodes: Sequence[NodeRecord],
+    pods: Sequence[PodRecord],
+    settings: InventorySettings = DEFAULT_SETTINGS,
 ) -> tuple[PoolInventory, ...]:
     """Every pool with its counts: the GPUPool objects, or pools discovered when there are none."""
     if gpupools:
-        definitions = [pool_definition(pool) for pool in gpupools]
+        definitions = [pool_definition(pool, settings) for pool in gpupools]
     else:
-        definitions = discover_pools(nodes)
+        definitions = discover_pools(nodes, settings)
     inventories = (count_pool(definition, nodes, pods) for definition in definitions)
     return tuple(sorted(inventories, key=lambda inventory: inventory.name))

@@ -23,6 +23,7 @@ from kubernetes import client, config
 from gpumix.operator import indexes
 from gpumix.operator.kube import Kube
 from gpumix.operator.manifests import LABEL_MANAGED_BY, MANAGED_BY
+from gpumix.operator.metrics import MetricsServer, OperatorMetrics, start_metrics_server
 from gpumix.operator.planner import FleetPlanner
 from gpumix.operator.settings import OperatorConfig, configure_kopf
 
@@ -84,7 +85,20 @@ def build_registry(operator_config: OperatorConfig) -> kopf.OperatorRegistry:
         memo.api_client = api_client
         # kopf passes its (still empty, live-updating) indices to startup handlers by name.
         live_indices = {name: kwargs[name] for name in indexes.INDEX_NAMES if name in kwargs}
-        planner = FleetPlanner(operator_config, Kube(api_client), live_indices)
+        metrics: OperatorMetrics | None = None
+        port = operator_config.metrics_port
+        if port is not None:
+            try:
+                server = await asyncio.to_thread(start_metrics_server, port)
+            except OSError as error:
+                # A taken port will not free itself: stop with the reason, not a retry loop.
+                raise kopf.PermanentError(
+                    f"cannot serve metrics on port {port}: {error}"
+                ) from error
+            memo.metrics_server = server
+            metrics = server.metrics
+            logger.info("serving Prometheus metrics on port %d at /metrics", server.port)
+        planner = FleetPlanner(operator_config, Kube(api_client), live_indices, metrics=metrics)
         memo.planner = planner
         memo.planner_task = asyncio.create_task(planner.run(), name="gpumix-planner")
 
@@ -98,6 +112,9 @@ def build_registry(operator_config: OperatorConfig) -> kopf.OperatorRegistry:
         api_client = getattr(memo, "api_client", None)
         if api_client is not None:
             await asyncio.to_thread(api_client.close)
+        server: MetricsServer | None = getattr(memo, "metrics_server", None)
+        if server is not None:
+            await asyncio.to_thread(server.stop)
 
     @kopf.on.probe(id="planner", registry=registry)
     def planner_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from gpumix import catalog
 from gpumix.errors import InputError
 from gpumix.operator import events, indexes, inventory, manifests, reconcile, status
 from gpumix.operator.kube import Kube, KubeError
+from gpumix.operator.metrics import OperatorMetrics, ServiceSample
 from gpumix.operator.settings import OperatorConfig
 from gpumix.planning import service_demand
 from gpumix.resources import GPUPool, LLMService, LLMServiceStatus, PlanEntryStatus
@@ -192,8 +193,10 @@ class FleetPlanner:
         demand_builder: DemandBuilder = default_demand_builder,
         solver: Solver = solve,
         monotonic: Callable[[], float] = time.monotonic,
+        metrics: OperatorMetrics | None = None,
     ):
         self.config = config
+        self.metrics = metrics
         self.kube = kube
         self.indices = indices
         self.demand_builder = demand_builder
@@ -257,7 +260,7 @@ class FleetPlanner:
         return Snapshot(
             services=tuple(sorted(services, key=lambda r: (r.namespace, r.name))),
             pool_records=tuple(sorted(pool_records, key=lambda r: r.name)),
-            pools=inventory.build_inventory(gpupools, nodes, pods),
+            pools=inventory.build_inventory(gpupools, nodes, pods, self.config.inventory),
         )
 
     async def run_pass(self, *, force_solve: bool = False) -> None:
@@ -273,6 +276,18 @@ class FleetPlanner:
         for memory in (self.state.clocks, self.state.written, self.state.statuses):
             for key in set(memory) - live:
                 del memory[key]
+        if self.metrics is not None:
+            self.metrics.update_fleet(self.service_samples(snapshot), snapshot.pools)
+
+    def service_samples(self, snapshot: Snapshot) -> list[ServiceSample]:
+        """Each service's status as just reconciled (or as the API has it, if this pass did
+        not reach it): what the metrics report."""
+        samples = []
+        for record in snapshot.services:
+            key = service_key(record)
+            reported = self.state.statuses.get(key) or record.status
+            samples.append(ServiceSample(key.namespace, key.name, reported))
+        return samples
 
     async def plan(self, snapshot: Snapshot, *, force: bool) -> None:
         gpupools = {r.name: r.resource for r in snapshot.pool_records if r.resource is not None}
@@ -330,6 +345,8 @@ class FleetPlanner:
                 result = await asyncio.to_thread(self.solver, inputs, options)
             except Exception as error:  # a solver bug must not stop the operator
                 logger.exception("solver failed")
+                if self.metrics is not None:
+                    self.metrics.record_solver_error()
                 message = f"the planner failed: {error}"
                 return {
                     demand.key: Outcome(
@@ -342,6 +359,8 @@ class FleetPlanner:
                     for demand in inputs.services
                 }
         self.state.solves += 1
+        if self.metrics is not None:
+            self.metrics.record_solve(result)
         logger.info(
             "planned %d services: %s, $%.2f/h in %.2f s",
             len(result.services),

@@ -1,11 +1,13 @@
-"""Operator configuration (from `gpumix operator` flags) and kopf's settings derived from it."""
+"""Operator configuration (from `gpumix operator` flags and its configuration file) and kopf's
+settings derived from it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import kopf
 
+from gpumix.operator.inventory import InventorySettings
 from gpumix.solver import Backend
 
 PREFIX = "gpumix.io"
@@ -24,6 +26,9 @@ class OperatorConfig:
     solver_backend: Backend = Backend.HIGHS
     migration_timeout_seconds: float = 600.0
     verbose: bool = False
+    # Default prices and discovery label keys (the configuration file's pricing and discovery).
+    inventory: InventorySettings = field(default_factory=InventorySettings)
+    metrics_port: int | None = None  # None: no /metrics endpoint
 
     @property
     def clusterwide(self) -> bool:

@@ -393,6 +393,66 @@ def test_prices_reach_the_operator_config(tmp_path: Path) -> None:
     assert {"name": "GPUMIX_CONFIG", "value": "/etc/gpumix/config.yaml"} in env
 
 
+CONFIGURED_VALUES = {
+    "pricing": {
+        "defaults": {
+            "H100-80GB": {"on-demand": "3.93", "spot": "2.47", "reserved": "2"},
+            "L4": {"spot": "0.29"},
+        }
+    },
+    "discovery": {
+        "gpuTypeLabels": ["example.com/gpu-model", "nvidia.com/gpu.product"],
+        "capacityTypeLabels": ["example.com/lifecycle"],
+    },
+    "metrics": {"port": 9311},
+}
+
+
+@needs_helm
+@pytest.mark.parametrize("values", [{}, CONFIGURED_VALUES], ids=["defaults", "configured"])
+def test_the_operator_loads_the_config_the_chart_renders(
+    tmp_path: Path, values: dict[str, Any]
+) -> None:
+    # The chart writes the file and the operator reads it, in two languages: follow the path
+    # the pod takes (args and env -> mount -> ConfigMap key) and load it with the real loader,
+    # so a renamed key, a mis-quoted price or a moved mount fails here, not in a crash loop.
+    from gpumix.cli import build_parser
+    from gpumix.commands.operator import config_path
+    from gpumix.operator.config_file import load_config_file
+    from gpumix.operator.inventory import InventorySettings
+
+    objects = render(values=values, tmp=tmp_path)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = build_parser().parse_args(["operator", *container["args"]])
+    env = {item["name"]: item["value"] for item in container["env"] if "value" in item}
+    path = config_path(args.config, env)
+    assert path is not None, "the chart must point the operator at its configuration file"
+    [mount] = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    configmap = one(objects, "ConfigMap", volume["configMap"]["name"])
+    rendered = tmp_path / "config.yaml"
+    rendered.write_text(configmap["data"][path.removeprefix(mount["mountPath"] + "/")])
+
+    config = load_config_file(rendered)
+    settings = config.inventory_settings()
+    [metrics_port] = [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"]
+    assert config.metrics.port == metrics_port
+    if not values:
+        assert settings == InventorySettings(), "default values must mean the built-in behaviour"
+        assert config.metrics.port == 9090
+        return
+    assert settings.prices == {
+        ("H100-80GB", "on-demand"): 3.93,
+        ("H100-80GB", "spot"): 2.47,
+        ("H100-80GB", "reserved"): 2.0,
+        ("L4", "spot"): 0.29,
+    }
+    assert settings.gpu_type_labels == ("example.com/gpu-model", "nvidia.com/gpu.product")
+    assert settings.capacity_type_labels == ("example.com/lifecycle",)
+    assert config.metrics.port == 9311
+
+
 @needs_helm
 @pytest.mark.parametrize(
     ("price", "why"),

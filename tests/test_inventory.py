@@ -195,3 +195,87 @@ def test_custom_gpu_without_price_is_not_plannable() -> None:
     )
     (pool,) = inventory.build_inventory([custom], [], [])
     assert not pool.plannable and pool.problem and "pricePerGPUHour" in pool.problem
+
+
+# -- configured prices and label keys (the operator's configuration file) ----------------------
+
+
+CUSTOM_GPU_LABEL = "example.com/gpu-model"
+CUSTOM_CAPACITY_LABEL = "example.com/lifecycle"
+
+
+def test_configured_prices_replace_the_catalogue_for_discovered_pools_and_unpriced_gpupools() -> (
+    None
+):
+    settings = inventory.InventorySettings(
+        prices={("H100-80GB", "spot"): 1.75, ("H100-80GB", "on-demand"): 3.5}
+    )
+    nodes = [node("a", H100_GFD | {"karpenter.sh/capacity-type": "spot"})]
+    (discovered,) = inventory.build_inventory([], nodes, [], settings)
+    assert discovered.definition.price_per_gpu_hour == 1.75
+    assert discovered.solver_pool().price_per_gpu_hour == 1.75
+
+    # GPUPools may spell the type in another case; an explicit spec price still wins.
+    unpriced = gpupool("unpriced", {"pool": "a"}, gpuType="h100-80gb", capacityType="on-demand")
+    priced = gpupool("priced", {"pool": "b"}, pricePerGPUHour="2.10")
+    by_name = {p.name: p for p in inventory.build_inventory([unpriced, priced], [], [], settings)}
+    assert by_name["unpriced"].definition.price_per_gpu_hour == 3.5
+    assert by_name["priced"].definition.price_per_gpu_hour == pytest.approx(2.10)
+
+
+def test_unconfigured_pairs_keep_the_catalogue_price() -> None:
+    settings = inventory.InventorySettings(prices={("H100-80GB", "spot"): 1.75})
+    (pool,) = inventory.build_inventory([], [node("a", H100_GFD)], [], settings)
+    assert pool.name == "h100-80gb-on-demand"
+    assert pool.definition.price_per_gpu_hour == catalog.default_price("H100-80GB", "on-demand")
+
+
+def test_a_configured_gpu_label_key_discovers_nodes_the_default_keys_ignore() -> None:
+    labels = {CUSTOM_GPU_LABEL: "nvidia-l4", CUSTOM_CAPACITY_LABEL: "spot"}
+    nodes = [node("custom", labels, 4)]
+    assert inventory.build_inventory([], nodes, []) == ()
+
+    settings = inventory.InventorySettings(
+        gpu_type_labels=(CUSTOM_GPU_LABEL, *inventory.GPU_LABELS),
+        capacity_type_labels=(CUSTOM_CAPACITY_LABEL,),
+    )
+    (pool,) = inventory.build_inventory([], nodes, [], settings)
+    assert pool.name == "l4-spot" and pool.available_gpus == 4
+    # Pods of this pool are pinned by exactly the labels that identified it.
+    assert dict(pool.definition.node_selector) == labels
+    assert pool.definition.price_per_gpu_hour == catalog.default_price("L4", "spot")
+
+
+def test_label_keys_are_read_in_the_configured_order() -> None:
+    # A node whose custom label says L4 and whose GFD label says H100: the first key wins.
+    labels = {CUSTOM_GPU_LABEL: "nvidia-l4"} | H100_GFD
+    custom_first = inventory.InventorySettings(
+        gpu_type_labels=(CUSTOM_GPU_LABEL, "nvidia.com/gpu.product")
+    )
+    gfd_first = inventory.InventorySettings(
+        gpu_type_labels=("nvidia.com/gpu.product", CUSTOM_GPU_LABEL)
+    )
+    assert [
+        p.name for p in inventory.build_inventory([], [node("a", labels)], [], custom_first)
+    ] == ["l4-on-demand"]
+    assert [p.name for p in inventory.build_inventory([], [node("a", labels)], [], gfd_first)] == [
+        "h100-80gb-on-demand"
+    ]
+
+
+def test_capacity_label_keys_not_configured_are_ignored() -> None:
+    labels = H100_GFD | {"karpenter.sh/capacity-type": "spot"}
+    only_gke = inventory.InventorySettings(capacity_type_labels=("cloud.google.com/gke-spot",))
+    (pool,) = inventory.build_inventory([], [node("a", labels)], [], only_gke)
+    assert pool.definition.capacity_type == "on-demand"
+    assert "karpenter.sh/capacity-type" not in pool.definition.node_selector
+
+
+@pytest.mark.parametrize(
+    ("value", "capacity_type"),
+    [("spot", "spot"), ("true", "spot"), ("Reserved", "reserved"), ("on-demand", "on-demand")],
+)
+def test_a_custom_capacity_label_reads_names_and_booleans(value: str, capacity_type: str) -> None:
+    labels = {CUSTOM_CAPACITY_LABEL: value}
+    keys = (CUSTOM_CAPACITY_LABEL,)
+    assert inventory.capacity_type_from_labels(labels, keys) == capacity_type

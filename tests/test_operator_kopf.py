@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
+import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +24,7 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
+from gpumix.operator.inventory import InventorySettings
 from gpumix.operator.main import build_registry
 from gpumix.operator.settings import OperatorConfig
 
@@ -141,10 +145,10 @@ async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
         await asyncio.sleep(0.1)
 
 
-def runner() -> KopfRunner:
+def runner(config: OperatorConfig = CONFIG) -> KopfRunner:
     return KopfRunner(
         ["run", "--standalone", "--all-namespaces"],
-        registry=build_registry(CONFIG),
+        registry=build_registry(config),
         timeout=30,
     )
 
@@ -388,3 +392,54 @@ async def test_restart_writes_nothing_when_nothing_changed(
         )
         await asyncio.sleep(1.0)
     assert writes(cluster)[before:] == []
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def scrape_until(port: int, needle: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                text = await response.text()
+            if needle in text:
+                return text
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{needle!r} never appeared in /metrics:\n{text}")
+
+
+async def test_configured_prices_are_planned_with_and_metrics_report_them(
+    cluster: kmock.KubernetesEmulator,
+) -> None:
+    # What the Helm chart's pricing.defaults and metrics.port become inside the operator.
+    port = free_port()
+    config = dataclasses.replace(
+        CONFIG, metrics_port=port, inventory=InventorySettings(prices={("L4", "spot"): 0.61})
+    )
+    cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
+    cluster.objects[NODES, None, "l4-b"] = gpu_node("l4-b")
+    cluster.objects[LLMSERVICES, NAMESPACE, "chat"] = llmservice()
+
+    with runner(config):
+        planned = await eventually(lambda: when(lambda s: bool(s.get("plan")))(cluster))
+        gpus = sum(entry["gpus"] for entry in planned["plan"])
+        assert planned["costPerHour"] == f"{gpus * 0.61:.2f}", planned
+        service = 'gpumix_llmservice_cost_dollars_per_hour{name="chat",namespace="team-a"}'
+        text = await scrape_until(port, service)
+    pool = '{capacity_type="spot",gpu_type="L4",pool="l4-spot"}'
+    assert f"{service} {float(planned['costPerHour'])}" in text
+    assert f"gpumix_pool_available_gpus{pool} 2.0" in text
+    assert f"gpumix_pool_price_dollars_per_gpu_hour{pool} 0.61" in text
+    desired = sum(entry["replicas"] for entry in planned["plan"])
+    assert (
+        f'gpumix_llmservice_desired_replicas{{name="chat",namespace="team-a"}} {desired}.0' in text
+    )
+    assert 'gpumix_llmservice_feasible{name="chat",namespace="team-a"} 1.0' in text
+    assert re.search(
+        r'^gpumix_planner_solves_total\{status="(Optimal|Feasible)"\} [1-9]', text, re.M
+    )

@@ -462,3 +462,18 @@ def check_plan(
             if at == c
         )
         assert load <= plan.replicas[c] + 1e-6
+
+
+def test_decomposition_on_two_workers_matches_one() -> None:
+    """Solving different services' subproblems on two threads changes nothing but the time."""
+    for seed in range(8):
+        inputs = contended_instance(seed)
+        model = formulation.build(inputs, objectives_for(inputs.services, None))
+        formulation.set_objective_min_cost(model)
+        prices = lagrangian.pool_prices(model, FAST.backend) or {}
+        one = decomposition.decompose(inputs, prices, time.perf_counter() + 20, workers=1)
+        two = decomposition.decompose(inputs, prices, time.perf_counter() + 20, workers=2)
+        assert (one is None) == (two is None)
+        if one is not None and two is not None:
+            assert (one.bound, one.cost, one.solves) == (two.bound, two.cost, two.solves)
+            assert one.plan == two.plan

@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
@@ -52,6 +55,30 @@ class Decomposition:
 
 class _OutOfTime(Exception):
     pass
+
+
+_T = TypeVar("_T")
+
+
+class _Runner:
+    """Runs independent subproblem solves (different services) on ``workers`` threads: HiGHS
+    releases the GIL while it solves and each subproblem runs on one thread, so two cores solve
+    two services at once. Every batch finishes before the next starts (no subproblem is ever
+    touched by two threads at once), and results come back in order."""
+
+    def __init__(self, workers: int) -> None:
+        self._executor = ThreadPoolExecutor(workers) if workers > 1 else None
+
+    def all(self, tasks: Sequence[Callable[[], _T]]) -> list[_T]:
+        if self._executor is None or len(tasks) < 2:
+            return [task() for task in tasks]
+        futures = [self._executor.submit(task) for task in tasks]
+        wait(futures)
+        return [future.result() for future in futures]  # re-raises _OutOfTime
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
 
 class _Service:
@@ -88,6 +115,16 @@ class _Service:
             tangent = max((phi - mu * g for phi, mu in self.tangents), default=-math.inf)
             values[g] = max(floor, tangent)
         return values
+
+    def add_tangent(self, mu: float, others: Mapping[str, float], deadline: float) -> None:
+        """Solve the service with P* priced ``mu`` more (the other pools at ``others``)."""
+        self.sub.set_prices(_priced(self.sub, {**others, self.pool: mu}))
+        try:
+            solution = _solve(self.sub, deadline)
+        finally:
+            self.sub.set_prices(_priced(self.sub, others))
+        if solution is not None:
+            self.tangent(solution, mu, _priced(self.sub, others))
 
     def tangent(self, solution: SubSolution, mu: float, prices: tuple[float, ...]) -> None:
         """Record φ_s(μ) from ``solution``, optimal with P* priced μ more. It is also optimal
@@ -146,11 +183,10 @@ def _allocate(lowers: Sequence[np.ndarray], available: int) -> tuple[float, list
         for g in range(min(len(lower) - 1, available) + 1):
             if not math.isfinite(lower[g]):
                 continue
-            shifted = np.full(available + 1, math.inf)
-            shifted[g:] = best[: available + 1 - g] + lower[g]
-            better = shifted < new
-            new[better] = shifted[better]
-            choice[better] = g
+            shifted = best[: available + 1 - g] + lower[g]
+            better = shifted < new[g:]
+            new[g:][better] = shifted[better]
+            choice[g:][better] = g
         best = new
         choices.append(choice)
     if not math.isfinite(best[available]):
@@ -169,13 +205,19 @@ def decompose(
     prices: Mapping[str, float],
     deadline: float,
     stop_gap: float = 0.0,
+    workers: int = 1,
 ) -> Decomposition | None:
     """Bound (10) and, when possible, a feasible plan; stops early once a plan is within
     ``stop_gap`` of the bound. When the time runs out: the bound and best plan so far, or
     ``None`` if it ran out before the DP started or a service has no plan even alone (the
-    joint MILP then reports what is wrong)."""
-    with single_threaded():
-        return _decompose(inputs, prices, deadline, stop_gap)
+    joint MILP then reports what is wrong). ``workers`` threads solve the subproblems of
+    different services at once; given the time, the result does not depend on it."""
+    runner = _Runner(workers)
+    try:
+        with single_threaded():
+            return _decompose(inputs, prices, deadline, stop_gap, runner)
+    finally:
+        runner.close()
 
 
 def _decompose(
@@ -183,19 +225,23 @@ def _decompose(
     prices: Mapping[str, float],
     deadline: float,
     stop_gap: float,
+    runner: _Runner,
 ) -> Decomposition | None:
     subs = [ServiceSubproblem(inputs, service) for service in inputs.services]
     solves = 0
+
+    def solve_alone() -> list[SubSolution] | None:
+        found = runner.all([partial(_solve, sub, deadline) for sub in subs])
+        return [solution for solution in found if solution is not None] if all(found) else None
+
     try:
         pools = {pool.name: pool for pool in inputs.pools}
         true_prices = [sub.prices for sub in subs]
-        alone: list[SubSolution] = []
-        for sub in subs:
-            solution = _solve(sub, deadline)
-            solves += 1
-            if solution is None:
-                return None
-            alone.append(solution)
+        found_alone = solve_alone()
+        solves += len(subs)
+        if found_alone is None:
+            return None
+        alone = found_alone
         used = _usage(alone)
         overflow = {
             name: used[name] - pools[name].available_gpus
@@ -217,25 +263,17 @@ def _decompose(
         for sub in subs:
             sub.set_prices(_priced(sub, others))
         if others:
-            alone = []
-            for sub in subs:
-                solution = _solve(sub, deadline)
-                solves += 1
-                if solution is None:
-                    return None
-                alone.append(solution)
+            found_alone = solve_alone()
+            solves += len(subs)
+            if found_alone is None:
+                return None
+            alone = found_alone
         services = [_Service(sub, contended, top) for sub, top in zip(subs, alone, strict=True)]
         mu = prices.get(contended, 0.0)
         if mu > 0:
-            for service in services:
-                if service.top == 0:
-                    continue
-                service.sub.set_prices(_priced(service.sub, {**others, contended: mu}))
-                tangent = _solve(service.sub, deadline)
-                solves += 1
-                service.sub.set_prices(_priced(service.sub, others))
-                if tangent is not None:
-                    service.tangent(tangent, mu, _priced(service.sub, others))
+            tangents = [service for service in services if service.top > 0]
+            runner.all([partial(service.add_tangent, mu, others, deadline) for service in tangents])
+            solves += len(tangents)
 
         available = pools[contended].available_gpus
         offset = sum(others[name] * pools[name].available_gpus for name in others)
@@ -268,9 +306,8 @@ def _decompose(
                 ]
                 if not pending:
                     break
-                for service, g in pending:
-                    service.evaluate(g, deadline)
-                    solves += 1
+                runner.all([partial(service.evaluate, g, deadline) for service, g in pending])
+                solves += len(pending)
         except _OutOfTime:
             pending = []
         for sub in subs:

@@ -12,6 +12,7 @@ the plans HiGHS finds.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pulp
@@ -64,6 +65,7 @@ def lower_bound(model: Formulation, options: SolveOptions, deadline: float) -> L
         prices,
         deadline,
         stop_gap=max(options.mip_relative_gap, options.stop_relative_gap),
+        workers=options.threads or _cores(),
     )
     if found is None or found.bound is None:
         return None
@@ -76,3 +78,11 @@ def lower_bound(model: Formulation, options: SolveOptions, deadline: float) -> L
             for (class_name, c), share in solution.shares.items():
                 start[model.assignment[s, class_name, c].name] = share
     return LowerBound(found.bound, start, found.cost, found.solves)
+
+
+def _cores() -> int:
+    """CPUs this process may run on (the decomposition's default worker count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 import yaml
 
 from gpumix.devcluster.cluster import DevCluster
+from gpumix.devcluster.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN_SECONDS = 90.0  # debounce + solve + apply + kwok readiness, with headroom for a busy CI box
@@ -149,6 +151,7 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, log_path: Path):
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.metrics_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -166,6 +169,8 @@ class OperatorProcess:
                     "20",
                     "--migration-timeout",
                     "60",
+                    "--metrics-port",
+                    str(self.metrics_port),
                 ],
                 env=env,
                 stdout=log,
@@ -254,6 +259,23 @@ def test_service_is_planned_scheduled_on_planned_gpus_and_ready(
     for column in ("MODEL", "REPLICAS", "COST/H", "READY", "AGE"):
         assert column in header
     assert "meta-llama/Llama-3.1-8B-Instruct" in row and f"{desired}/{desired}" in row
+
+    # Prometheus sees what the status says.
+    def scraped_cost() -> float | None:
+        url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            if (
+                line.startswith("gpumix_llmservice_cost_dollars_per_hour{")
+                and f'namespace="{namespace}"' in line
+                and 'name="chat"' in line
+            ):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    scraped = wait_for("the service's cost in /metrics", scraped_cost, timeout=30)
+    assert scraped == pytest.approx(float(service["status"]["costPerHour"]), abs=0.01)
 
 
 def test_spot_pool_loss_replans_onto_other_pools(

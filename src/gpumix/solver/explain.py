@@ -121,13 +121,13 @@ def explain_infeasible(
     reasons: dict[ServiceKey, tuple[Reason, ...]] = {}
     alone_feasible: list[int] = []
     for index, service in enumerate(inputs.services):
-        found = _explain_alone(inputs, service, objectives[index], options)
+        found = explain_alone(inputs, service, objectives[index], options)
         if found:
             reasons[service.key] = found
         else:
             alone_feasible.append(index)
     if alone_feasible and not reasons:
-        contention = _explain_contention(inputs, objectives, options)
+        contention = explain_contention(inputs, objectives, options)
         for index in alone_feasible:
             reasons[inputs.services[index].key] = (contention,)
     elif alone_feasible:
@@ -142,7 +142,7 @@ def explain_infeasible(
     return reasons
 
 
-def _explain_alone(
+def explain_alone(
     inputs: PlanningInputs, service: ServiceDemand, objective: Objective, options: SolveOptions
 ) -> tuple[Reason, ...]:
     alone = replace(inputs, services=(service,), current_plan={})
@@ -243,7 +243,7 @@ def _explain_replica_bounds(
     return tuple(reasons)
 
 
-def _explain_contention(
+def explain_contention(
     inputs: PlanningInputs, objectives: tuple[Objective, ...], options: SolveOptions
 ) -> Reason:
     shortfall = _min_shortfall(inputs, objectives, Relaxation(), options)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import pulp
 
-from gpumix.solver import backends, formulation, lagrangian
+from gpumix.solver import admission, backends, formulation, lagrangian
 from gpumix.solver.baselines import with_baselines
 from gpumix.solver.evaluate import evaluate
 from gpumix.solver.explain import explain_infeasible, precheck
@@ -256,6 +256,47 @@ def _solve_separately(
     return _Separate(tuple(plans), (status, max(gaps), seconds, variables, constraints))
 
 
+@dataclass
+class _Partial:
+    plans: tuple[ServicePlan, ...]
+    refused: dict[ServiceKey, tuple[Reason, ...]]
+    seconds: float
+
+
+def _plan_admitted(
+    inputs: PlanningInputs,
+    objectives: tuple[Objective, ...],
+    options: SolveOptions,
+    started: float,
+) -> _Partial:
+    """Plans for the services that can be planned together (see :mod:`admission`)."""
+    began = time.perf_counter()
+
+    def remaining() -> SolveOptions:
+        left = options.time_limit_seconds - (time.perf_counter() - started)
+        return replace(options, time_limit_seconds=max(left, 0.01))
+
+    def feasible(subset: PlanningInputs, subset_objectives: tuple[Objective, ...]) -> bool:
+        trial = optimise(subset, subset_objectives, remaining(), minimise_churn=False)
+        return _has_plan(trial.status)
+
+    chosen = admission.admit(inputs, objectives, options, feasible)
+    plans: tuple[ServicePlan, ...] = ()
+    if chosen.admitted:
+        optimised = optimise(
+            admission.restrict(inputs, chosen.admitted),
+            chosen.objectives,
+            remaining(),
+            certify=True,
+        )
+        if _has_plan(optimised.status):
+            plans = tuple(
+                replace(plan, status=optimised.status)
+                for plan in service_plans(optimised.formulation)
+            )
+    return _Partial(plans, chosen.refused, time.perf_counter() - began)
+
+
 def _has_plan(status: SolveStatus) -> bool:
     return status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
 
@@ -332,6 +373,12 @@ def solve(inputs: PlanningInputs, options: SolveOptions | None = None) -> PlanRe
         if _has_plan(status):
             for plan in service_plans(optimised.formulation):
                 plans[plan.key] = replace(plan, status=status)
+        elif status is SolveStatus.INFEASIBLE and options.explain and len(plannable) > 1:
+            # One service's impossible spec must not take the others' plans with it.
+            partial = _plan_admitted(joint_inputs, joint_objectives, options, started)
+            reasons.update(partial.refused)
+            plans.update({plan.key: plan for plan in partial.plans})
+            solve_seconds += partial.seconds
         elif status is SolveStatus.INFEASIBLE and options.explain:
             reasons.update(explain_infeasible(joint_inputs, joint_objectives, options))
         elif status is SolveStatus.NO_SOLUTION:

@@ -8,6 +8,12 @@ Columns: y[c] (integer replicas) for every candidate, then x[w,c] (shares) where
 Rows: (1) every class served, (2) replica capacity, (5) budget, (6) replica bounds, (7) spot
 hedge, and one cap row per pool the service can use, Σ_{c∈p} k(c) y[c] ≤ cap[p] (at most A[p],
 the pool's availability, so the service alone respects (3)). Column bounds are (8).
+
+Each solve first fixes at 0 the candidates that no optimal plan needs under the current prices
+and caps (``_dominated``: a cheaper candidate serving every class at least as fast, in a pool
+whose cap cannot bind on any plan as cheap as a known one); on the benchmark that leaves about
+a third of the candidates and halves the time per solve. The decomposition's starts come from
+plans at neighbouring caps (``fitted`` moves a plan off a pool whose cap it exceeds).
 """
 
 from __future__ import annotations

@@ -462,6 +462,17 @@ def test_infeasible_budget_keeps_service_running(
     assert deployments_after == deployments_before
     assert sum(ready_pods_by_gpu(kubectl, namespace, "frugal").values()) > 0
 
+    # Planning is joint, but one service's impossible spec does not hold up the others: a
+    # newcomer on the same fleet is planned and served while "frugal" stays infeasible.
+    kubectl.apply(llmservice("neighbour", namespace))
+    wait_for(
+        "neighbour Ready next to an infeasible service",
+        lambda: is_ready(kubectl, namespace, "neighbour"),
+    )
+    assert condition(kubectl.json("llmsvc", "frugal", "-n", namespace), "Feasible")["status"] == (
+        "False"
+    )
+
 
 def test_invalid_spec_is_refused_by_the_api_server_naming_the_field(
     kubectl: Kubectl, namespace: str

@@ -81,8 +81,10 @@ def lower_bound(model: Formulation, options: SolveOptions, deadline: float) -> L
 
 
 def _cores() -> int:
-    """CPUs this process may run on (the decomposition's default worker count)."""
+    """The decomposition's default worker count: the CPUs this process may run on, at most 8
+    (its batches are one subproblem per service, mostly a few at a time)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))

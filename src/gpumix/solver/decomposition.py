@@ -23,6 +23,13 @@ they are a feasible plan whose cost is at most (10) + Σ λ[p]·(A[p] − used[p
 on those pools (the usual case: only P* binds) the plan is optimal. Otherwise ``repair``
 re-plans the services on overflowing pools one at a time in what is left, and the plan goes to
 the joint MILP as a start, with (10) as the bound that certifies it.
+
+Cost: the DP needs f_s at nearly every point near its allocation (f_s falls in steps of about
+one replica's price difference, its convex hull is not close enough), so the work is the
+number of subproblem solves times their cost. Each capped solve starts from the cheaper of the
+plan at the nearest smaller cap and the one at the nearest larger cap moved off P*
+(``ServiceSubproblem.fitted``); solves of different services (all services alone, the
+tangents, the points of one DP round) run on one thread per core.
 """
 
 from __future__ import annotations

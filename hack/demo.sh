@@ -19,7 +19,8 @@ mkdir -p "$STATE_DIR"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Offline: what would the example services cost on the example fleet?"
-"$GPUMIX" plan -f examples/llmservice-chat.yaml --fleet examples/fleet.yaml -o table || true
+"$GPUMIX" plan -f examples/llmservice-chat.yaml -f examples/llmservice-70b.yaml \
+  --fleet examples/fleet.yaml -o table || true
 
 step "Dev cluster (real kube-apiserver, etcd, scheduler, controller-manager; kwok GPU nodes)"
 "$GPUMIX" dev-cluster up --fleet examples/fleet-sim.yaml --state-dir "$STATE_DIR/cluster"

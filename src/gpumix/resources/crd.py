@@ -202,6 +202,9 @@ def gpupool_crd() -> dict[str, Any]:
             {"name": "Capacity", "type": "string", "jsonPath": ".spec.capacityType"},
             {"name": "Price", "type": "string", "jsonPath": ".status.pricePerGPUHour"},
             {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus"},
+            # Requested by running pods, gpumix's included; Available counts gpumix's own GPUs
+            # as free (they can be re-planned), so the two columns read together.
+            {"name": "Allocated", "type": "integer", "jsonPath": ".status.allocatedGPUs"},
             {"name": "Available", "type": "integer", "jsonPath": ".status.availableGPUs"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],

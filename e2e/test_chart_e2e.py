@@ -98,6 +98,7 @@ GRANTED = [
     ("patch", "gpupools.gpumix.io", None, "status"),
     ("watch", "llmservices.gpumix.io", WATCHED, None),
     ("patch", "llmservices.gpumix.io", WATCHED, "status"),
+    ("update", "llmservices.gpumix.io", WATCHED, "finalizers"),
     ("create", "deployments.apps", WATCHED, None),
     ("delete", "services", WATCHED, None),
     ("create", "events", WATCHED, None),

@@ -299,6 +299,11 @@ def operator_api_usage() -> dict[tuple[str, str], set[str]]:
             verbs |= {"list", "watch"}
             if kind in KOPF_WRITING_HANDLERS:
                 verbs.add("patch")
+    if re.search(r'"blockOwnerDeletion": True', texts.get("manifests.py", "")):
+        # Setting blockOwnerDeletion on a child needs update on the owner's finalizers where
+        # the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift, hardened
+        # clusters); without it every create of a child is refused with 403.
+        usage[("gpumix.io", "llmservices/finalizers")] = {"update"}
     return usage
 
 
@@ -308,6 +313,7 @@ def test_the_operator_api_usage_is_found() -> None:
     assert usage[("apps", "deployments")] >= {"create", "delete", "list", "watch"}
     assert usage[("gpumix.io", "llmservices/status")] == {"patch"}
     assert usage[("", "nodes")] == {"list", "watch"}
+    assert usage[("gpumix.io", "llmservices/finalizers")] == {"update"}
 
 
 @needs_helm

@@ -85,3 +85,35 @@ def test_without_a_running_service_admission_follows_key_order() -> None:
     by_name = {plan.name: plan for plan in result.services}
     assert by_name["alpha"].status is SolveStatus.OPTIMAL
     assert by_name["beta"].status is SolveStatus.INFEASIBLE
+
+
+def running(name: str, replicas: int) -> dict[tuple[ServiceKey, ConfigKey], int]:
+    return {(ServiceKey("team-a", name), ConfigKey("l4-spot", 1, "bf16")): replicas}
+
+
+def test_gpus_of_a_service_that_keeps_its_last_plan_are_not_handed_out() -> None:
+    # "broken" is not in the solve (the operator could not parse its new spec) but keeps
+    # running its last plan on 3 of the 4 GPUs: "chat" may only use the last one.
+    small = solve(PlanningInputs((POOL,), (service("chat", 1.0),), running("broken", 3)))
+    assert planned(small.services, "chat") == 1
+
+    large = solve(PlanningInputs((POOL,), (service("chat", 2.0),), running("broken", 3)))
+    (chat,) = large.services
+    assert chat.status is SolveStatus.INFEASIBLE
+    assert "1 available" in chat.reasons[0].message
+
+
+def test_a_running_service_refused_for_its_budget_keeps_its_gpus() -> None:
+    # "frugal" runs on 3 GPUs; its new budget cannot pay for them, so it keeps its last plan
+    # (Feasible=False) and the others are planned around it.
+    inputs = PlanningInputs(
+        (POOL,),
+        (service("frugal", 3.0, budget=0.5), service("chat", 2.0), service("rag", 1.0)),
+        running("frugal", 3),
+    )
+    result = solve(inputs)
+
+    by_name = {plan.name: plan for plan in result.services}
+    assert by_name["frugal"].reasons[0].code is ReasonCode.BUDGET_TOO_SMALL
+    assert by_name["chat"].status is SolveStatus.INFEASIBLE  # needs 2 of the 1 left
+    assert planned(result.services, "rag") == 1

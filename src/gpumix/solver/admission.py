@@ -10,7 +10,8 @@ cluster's services hostage to one team's spec, so when the joint solve is infeas
    the admitted set stays feasible: services that are running now first (their plan is what
    serves traffic, and a newcomer must not evict it), then in key order, so the choice is
    deterministic and does not flap between passes;
-3. the caller plans the admitted services for real; the rest keep their reasons.
+3. the caller plans the admitted services for real, on the pools less the GPUs that refused
+   services hold under their current plan (they keep running it); the rest keep their reasons.
 
 Greedy admission does not maximise the number of services admitted (that is a packing problem
 of its own); it protects running services, which is the property users notice.
@@ -38,9 +39,33 @@ FeasibilityCheck = Callable[[PlanningInputs, tuple[Objective, ...]], bool]
 
 @dataclass(frozen=True)
 class Admission:
+    # The inputs to plan the admitted services with: pools less the GPUs that refused
+    # services keep running on.
+    inputs: PlanningInputs
     admitted: tuple[ServiceDemand, ...]
     objectives: tuple[Objective, ...]
     refused: dict[ServiceKey, tuple[Reason, ...]]
+
+
+def reserve_kept_plans(inputs: PlanningInputs, kept: set[ServiceKey]) -> PlanningInputs:
+    """The pools less the GPUs that ``kept`` services hold under the current plan.
+
+    A service that is not (re)planned in this solve — its spec is invalid, or it is refused —
+    keeps its last good plan running (nothing is torn down for a bad spec), so its GPUs are
+    not free for the others, even though the fleet inventory counts gpumix's own pods as
+    free for re-planning.
+    """
+    held: dict[str, int] = {}
+    for (service_key, config), replicas in inputs.current_plan.items():
+        if service_key in kept and replicas > 0:
+            held[config.pool] = held.get(config.pool, 0) + replicas * config.tensor_parallel
+    if not held:
+        return inputs
+    pools = tuple(
+        replace(pool, available_gpus=max(0, pool.available_gpus - held.get(pool.name, 0)))
+        for pool in inputs.pools
+    )
+    return replace(inputs, pools=pools)
 
 
 def restrict(inputs: PlanningInputs, services: tuple[ServiceDemand, ...]) -> PlanningInputs:
@@ -71,8 +96,9 @@ def admit(
         return tuple(objective_of[service.key] for service in services)
 
     candidates = tuple(alone_feasible)
+    inputs = reserve_kept_plans(inputs, set(refused))
     if candidates and feasible(restrict(inputs, candidates), objectives_of(candidates)):
-        return Admission(candidates, objectives_of(candidates), refused)
+        return Admission(inputs, candidates, objectives_of(candidates), refused)
 
     running = {key[0] for key, replicas in inputs.current_plan.items() if replicas > 0}
     order = sorted(candidates, key=lambda s: (s.key not in running, s.key))
@@ -84,6 +110,8 @@ def admit(
             continue
         together = restrict(inputs, trial)
         contention = explain_contention(together, objectives_of(trial), options)
+        # A refused service that runs keeps running: the next ones cannot count on its GPUs.
+        inputs = reserve_kept_plans(inputs, {service.key})
         others = ", ".join(f"{s.namespace}/{s.name}" for s in admitted) or "no other service"
         refused[service.key] = (
             Reason(
@@ -95,4 +123,4 @@ def admit(
     # Keep the inputs' (key) order: the joint model and its output are ordered by key.
     admitted_keys = {service.key for service in admitted}
     kept = tuple(s for s in inputs.services if s.key in admitted_keys)
-    return Admission(kept, objectives_of(kept), refused)
+    return Admission(inputs, kept, objectives_of(kept), refused)

@@ -284,7 +284,7 @@ def _plan_admitted(
     plans: tuple[ServicePlan, ...] = ()
     if chosen.admitted:
         optimised = optimise(
-            admission.restrict(inputs, chosen.admitted),
+            admission.restrict(chosen.inputs, chosen.admitted),
             chosen.objectives,
             remaining(),
             certify=True,
@@ -339,7 +339,10 @@ def solve(inputs: PlanningInputs, options: SolveOptions | None = None) -> PlanRe
 
     early_reasons = {service.key: precheck(service) for service in services}
     plannable = tuple(service for service in services if not early_reasons[service.key])
-    joint_inputs = replace(inputs, services=plannable)
+    # Services not planned now keep what they run (operator: last good plan of an invalid
+    # spec); the current plan may name services that are not inputs at all.
+    not_planned = {key for key, _ in inputs.current_plan} - {s.key for s in plannable}
+    joint_inputs = admission.reserve_kept_plans(replace(inputs, services=plannable), not_planned)
     joint_objectives = objectives_for(plannable, options.objective_override)
 
     plans: dict[ServiceKey, ServicePlan] = {}

@@ -181,6 +181,8 @@ class PlannerState:
     written: dict[ServiceKey, dict[str, Any]] = field(default_factory=dict)
     statuses: dict[ServiceKey, LLMServiceStatus] = field(default_factory=dict)
     solves: int = 0
+    # When the last pass started: a migration deadline at or before it has been acted on.
+    last_pass_started: float | None = None
 
 
 class FleetPlanner:
@@ -236,10 +238,20 @@ class FleetPlanner:
                 await asyncio.sleep(ERROR_BACKOFF_SECONDS)
                 self._wakeup.set()
 
+    def wait_timeout(self) -> float:
+        """Seconds until the next pass is due without a wake-up: the periodic re-plan, or a
+        migration deadline the last pass has not yet seen pass."""
+        deadlines = [self.state.next_periodic]
+        seen = self.state.last_pass_started
+        for clock in self.state.clocks.values():
+            # A deadline that had passed when the last pass started was acted on then (or the
+            # service is not being migrated any more); waking for it again would spin.
+            if seen is None or clock.deadline > seen:
+                deadlines.append(clock.deadline)
+        return max(0.0, min(deadlines) - self.monotonic())
+
     async def _wait_for_work(self) -> None:
-        now = self.monotonic()
-        deadlines = [self.state.next_periodic, *(c.deadline for c in self.state.clocks.values())]
-        timeout = max(0.0, min(deadlines) - now)
+        timeout = self.wait_timeout()
         try:
             await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
             # Batch the burst of events one change causes (a node going away moves pods,
@@ -264,6 +276,7 @@ class FleetPlanner:
         )
 
     async def run_pass(self, *, force_solve: bool = False) -> None:
+        self.state.last_pass_started = self.monotonic()
         snapshot = self.snapshot()
         await self.plan(snapshot, force=force_solve)
         for record in snapshot.services:
@@ -416,7 +429,9 @@ class FleetPlanner:
             cost: Decimal | None = money(outcome.plan.cost_per_hour)
             baseline, savings = self.baseline_status(outcome.plan)
         else:
-            # No plan for the current spec: keep the last good one running, untouched.
+            # No plan for the current spec: keep the last good one running, untouched. Any
+            # migration in flight is frozen with it, so its deadline no longer means anything.
+            self.state.clocks.pop(key, None)
             entries = tuple(
                 entry.model_copy(update={"ready_replicas": ready_by_name.get(entry.deployment, 0)})
                 for entry in previous_entries

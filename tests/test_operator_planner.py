@@ -1,0 +1,261 @@
+"""The fleet planner driven directly: real inventory, solver and reconcile logic against a fake
+Kubernetes adapter and a fake clock, for behaviour that is slow or awkward to reach through kopf
+(deadlines, API failures, backoff, namespaced inventory)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from gpumix.operator import indexes, inventory
+from gpumix.operator.kube import KubeError
+from gpumix.operator.planner import FleetPlanner
+from gpumix.operator.settings import OperatorConfig
+
+NAMESPACE = "team-a"
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+class FakeKube:
+    """Children, status and events in memory; ``ready`` is what the Deployment controller says."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.ready: dict[str, int] = {}
+        self.calls: list[tuple[str, ...]] = []
+        self.statuses: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.apply_error: KubeError | None = None
+        self.list_error: KubeError | None = None
+        self.cluster_pods: list[dict[str, Any]] = []
+
+    def list_children(self, namespace: str, service_name: str) -> list[dict[str, Any]]:
+        self.calls.append(("list", namespace, service_name))
+        if self.list_error is not None:
+            raise self.list_error
+        found = []
+        for (kind, obj_namespace, name), obj in self.objects.items():
+            labels = obj["metadata"].get("labels") or {}
+            if obj_namespace == namespace and labels.get("gpumix.io/service") == service_name:
+                body = copy.deepcopy(obj)
+                if kind == "Deployment":
+                    body["status"] = {"readyReplicas": self.ready.get(name, 0)}
+                found.append(body)
+        return found
+
+    def apply(self, obj: dict[str, Any]) -> str:
+        self.calls.append(("apply", obj["kind"], obj["metadata"]["name"]))
+        if self.apply_error is not None:
+            raise self.apply_error
+        key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        self.objects[key] = copy.deepcopy(obj)
+        return "created"
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        self.calls.append(("delete", kind, name))
+        self.objects.pop((kind, namespace, name), None)
+
+    def patch_llmservice_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.calls.append(("status", name))
+        merged = {**self.statuses.get(name, {}), **status}
+        self.statuses[name] = {k: v for k, v in merged.items() if v is not None}
+
+    def patch_gpupool_status(self, name: str, status: dict[str, Any]) -> None:
+        self.calls.append(("pool-status", name))
+
+    def post_event(self, **event: Any) -> None:
+        self.calls.append(("event", event["reason"]))
+        self.events.append(event)
+
+    def list_gpu_pods(self) -> list[dict[str, Any]]:
+        self.calls.append(("list-pods",))
+        return copy.deepcopy(self.cluster_pods)
+
+    def deployments(self) -> set[str]:
+        return {name for kind, _, name in self.objects if kind == "Deployment"}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gpu_node(name: str, gpus: int = 4) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {
+                "nvidia.com/gpu.product": "NVIDIA-L4",
+                "karpenter.sh/capacity-type": "spot",
+            },
+        },
+        "spec": {},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": str(gpus)},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def gpu_pod(name: str, namespace: str, node: str, gpus: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{namespace}-{name}"},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "main", "resources": {"limits": {"nvidia.com/gpu": gpus}}}],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+def llmservice(
+    name: str = "chat", generation: int = 1, rps: str = "2", **spec: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "gpumix.io/v1alpha1",
+        "kind": "LLMService",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "uid": f"uid-{name}",
+            "generation": generation,
+        },
+        "spec": {
+            "model": {"name": MODEL, "maxModelLen": 4096},
+            "workload": {"requestsPerSecond": rps},
+            **spec,
+        },
+    }
+    return body
+
+
+class Fleet:
+    """A planner over fake indices that the test edits the way the watches would."""
+
+    def __init__(
+        self,
+        nodes: Sequence[dict[str, Any]],
+        services: Sequence[dict[str, Any]],
+        pods: Sequence[dict[str, Any]] = (),
+        **config: Any,
+    ) -> None:
+        self.kube = FakeKube()
+        self.clock = FakeClock()
+        self.indices: dict[str, dict[None, list[Any]]] = {
+            indexes.NODES_INDEX: {None: [inventory.node_record(node) for node in nodes]},
+            indexes.PODS_INDEX: {None: [r for p in pods if (r := inventory.pod_record(p))]},
+            indexes.SERVICES_INDEX: {None: []},
+            indexes.POOLS_INDEX: {None: []},
+        }
+        self.services = list(services)
+        settings = {"liveness_endpoint": None, "debounce_seconds": 0.0, **config}
+        self.planner = FleetPlanner(
+            OperatorConfig(**settings),
+            self.kube,  # type: ignore[arg-type]
+            self.indices,
+            monotonic=self.clock,
+        )
+
+    def set_service(self, body: dict[str, Any]) -> None:
+        """The LLMService as the watch delivers it: with the status last written."""
+        name = body["metadata"]["name"]
+        self.services = [s for s in self.services if s["metadata"]["name"] != name] + [body]
+
+    async def run_pass(self, *, force: bool = False, seconds: float = 5.0) -> None:
+        self.clock.now += seconds
+        records = []
+        for body in self.services:
+            stored = self.kube.statuses.get(body["metadata"]["name"])
+            records.append(indexes.service_record({**body, "status": stored or {}}))
+        self.indices[indexes.SERVICES_INDEX] = {None: records}
+        await self.planner.run_pass(force_solve=force)
+
+    def mark_ready(self) -> None:
+        for (kind, _, name), obj in self.kube.objects.items():
+            if kind == "Deployment":
+                self.kube.ready[name] = obj["spec"]["replicas"]
+
+    def condition(self, kind: str, name: str = "chat") -> dict[str, Any]:
+        conditions = self.kube.statuses.get(name, {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == kind), {})
+
+
+async def waits(planner: FleetPlanner, seconds: float = 0.3) -> bool:
+    """Whether the planner loop would sleep (rather than start another pass at once)."""
+    try:
+        await asyncio.wait_for(planner._wait_for_work(), timeout=seconds)
+    except TimeoutError:
+        return True
+    return False
+
+
+# -- migration deadlines ------------------------------------------------------------------------
+
+
+async def start_migration(fleet: Fleet) -> set[str]:
+    """Plan, become ready, then change the spec so new Deployments replace the old ones."""
+    await fleet.run_pass(force=True)
+    old = fleet.kube.deployments()
+    assert old
+    fleet.mark_ready()
+    await fleet.run_pass()
+    moved = llmservice(generation=2)
+    moved["spec"]["model"]["weightFormats"] = ["fp8"]
+    fleet.set_service(moved)
+    await fleet.run_pass()
+    assert fleet.kube.deployments() > old, "the new plan's Deployments start beside the old"
+    assert fleet.condition("Progressing")["status"] == "True"
+    assert fleet.planner.state.clocks
+    return old
+
+
+async def test_infeasible_spec_mid_migration_does_not_spin_the_loop() -> None:
+    fleet = Fleet([gpu_node("l4-1"), gpu_node("l4-2")], [llmservice()])
+    await start_migration(fleet)
+
+    # The user makes the spec infeasible while the new Deployments are still starting.
+    broken = llmservice(generation=3, budget={"maxCostPerHour": "0.01"})
+    broken["spec"]["model"]["weightFormats"] = ["fp8"]
+    fleet.set_service(broken)
+    await fleet.run_pass()
+    assert fleet.condition("Feasible")["reason"] == "BudgetTooSmall"
+
+    # Long past the migration deadline, nothing is due but the periodic re-plan.
+    fleet.clock.now += 10 * fleet.planner.config.migration_timeout_seconds
+    fleet.planner.state.next_periodic = fleet.clock.now + 60
+    for _ in range(3):
+        calls = len(fleet.kube.calls)
+        assert await waits(fleet.planner), "a pass would start with nothing to do"
+        await fleet.run_pass(seconds=0.0)
+        assert len(fleet.kube.calls) - calls <= 2, fleet.kube.calls[calls:]
+
+
+async def test_deadline_already_acted_on_is_not_waited_for_again() -> None:
+    fleet = Fleet([gpu_node("l4-1"), gpu_node("l4-2")], [llmservice()])
+    await start_migration(fleet)
+    # The deadline passes while listing the children fails: the clock stays, stale.
+    fleet.clock.now += 10 * fleet.planner.config.migration_timeout_seconds
+    fleet.kube.list_error = KubeError("list Deployments in team-a", 0, "connection reset")
+    await fleet.run_pass(seconds=0.0)
+    assert fleet.planner.state.clocks
+    fleet.planner.state.next_periodic = fleet.clock.now + 60
+    assert await waits(fleet.planner)
+
+
+async def test_migration_deadline_still_wakes_the_planner() -> None:
+    fleet = Fleet([gpu_node("l4-1"), gpu_node("l4-2")], [llmservice()])
+    old = await start_migration(fleet)
+    clock = next(iter(fleet.planner.state.clocks.values()))
+    fleet.planner.state.next_periodic = clock.deadline + 3600
+    assert fleet.planner.wait_timeout() == pytest.approx(clock.deadline - fleet.clock.now)
+    # At the deadline the obsolete Deployments go even though the new ones are not ready.
+    await fleet.run_pass(seconds=clock.deadline - fleet.clock.now)
+    assert not old & fleet.kube.deployments()
+    assert not fleet.planner.state.clocks

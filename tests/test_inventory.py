@@ -279,3 +279,74 @@ def test_a_custom_capacity_label_reads_names_and_booleans(value: str, capacity_t
     labels = {CUSTOM_CAPACITY_LABEL: value}
     keys = (CUSTOM_CAPACITY_LABEL,)
     assert inventory.capacity_type_from_labels(labels, keys) == capacity_type
+
+
+# -- discovered pools never overlap ------------------------------------------------------------
+
+
+def test_an_unlabelled_node_and_a_spot_node_of_one_type_make_disjoint_pools() -> None:
+    # Discovery gives the unlabelled node the selector {gpu.product: H100}, which the spot node
+    # matches too: it must still count only in the spot pool, or 16 GPUs look like 24.
+    nodes = [
+        node("on-demand", H100_GFD),
+        node("spot", H100_GFD | {"karpenter.sh/capacity-type": "spot"}),
+    ]
+    pools = {pool.name: pool for pool in inventory.build_inventory([], nodes, [])}
+    assert set(pools) == {"h100-80gb-on-demand", "h100-80gb-spot"}
+    on_demand, spot = pools["h100-80gb-on-demand"], pools["h100-80gb-spot"]
+    assert (on_demand.nodes, on_demand.gpus, on_demand.available_gpus) == (1, 8, 8)
+    assert (spot.nodes, spot.gpus, spot.available_gpus) == (1, 8, 8)
+    assert sum(pool.gpus for pool in pools.values()) == 16
+    # Its pods must avoid every node with a capacity-type label; the spot pool needs no such rule.
+    assert on_demand.definition.excluded_label_keys == inventory.CAPACITY_LABELS
+    assert spot.definition.excluded_label_keys == ()
+
+
+def test_foreign_pods_on_a_spot_node_do_not_shrink_the_unlabelled_pool() -> None:
+    nodes = [
+        node("on-demand", H100_GFD),
+        node("spot", H100_GFD | {"karpenter.sh/capacity-type": "spot"}),
+    ]
+    pools = {p.name: p for p in inventory.build_inventory([], nodes, pods(pod("spot", 3)))}
+    assert pools["h100-80gb-on-demand"].allocated_gpus == 0
+    assert pools["h100-80gb-on-demand"].available_gpus == 8
+    assert pools["h100-80gb-spot"].available_gpus == 5
+
+
+def test_a_pool_identified_by_a_later_capacity_key_excludes_the_earlier_ones() -> None:
+    # A node's capacity type comes from the first configured key it carries: a pool found
+    # through the EKS label (the last default key) must keep off nodes with an earlier one.
+    nodes = [
+        node("eks", H100_GFD | {"eks.amazonaws.com/capacityType": "SPOT"}),
+        node(
+            "both",
+            H100_GFD
+            | {"karpenter.sh/capacity-type": "on-demand", "eks.amazonaws.com/capacityType": "SPOT"},
+        ),
+    ]
+    pools = {pool.name: pool for pool in inventory.build_inventory([], nodes, [])}
+    assert pools["h100-80gb-spot"].nodes == 1
+    assert pools["h100-80gb-spot"].definition.excluded_label_keys == (
+        "karpenter.sh/capacity-type",
+        "cloud.google.com/gke-spot",
+    )
+    assert pools["h100-80gb-on-demand"].nodes == 1
+
+
+def test_excluded_keys_follow_the_configured_capacity_labels() -> None:
+    settings = inventory.InventorySettings(capacity_type_labels=(CUSTOM_CAPACITY_LABEL,))
+    nodes = [node("plain", H100_GFD), node("spot", H100_GFD | {CUSTOM_CAPACITY_LABEL: "spot"})]
+    pools = {pool.name: pool for pool in inventory.build_inventory([], nodes, [], settings)}
+    assert pools["h100-80gb-on-demand"].definition.excluded_label_keys == (CUSTOM_CAPACITY_LABEL,)
+    assert pools["h100-80gb-on-demand"].gpus == 8
+
+
+def test_gpupools_keep_plain_selector_semantics() -> None:
+    # A GPUPool selecting by GPU type alone takes every matching node, labelled or not.
+    nodes = [
+        node("on-demand", H100_GFD),
+        node("spot", H100_GFD | {"karpenter.sh/capacity-type": "spot"}),
+    ]
+    (pool,) = inventory.build_inventory([gpupool("all-h100", H100_GFD)], nodes, [])
+    assert pool.nodes == 2 and pool.available_gpus == 16
+    assert pool.definition.excluded_label_keys == ()

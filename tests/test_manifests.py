@@ -102,6 +102,19 @@ H100_ON_DEMAND = PoolPlacement(
     node_selector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
 )
 
+# A discovered pool of unlabelled on-demand nodes: its selector names the GPU type only.
+H100_DISCOVERED_ON_DEMAND = PoolPlacement(
+    name="h100-80gb-on-demand",
+    gpu_type="H100-80GB",
+    capacity_type="on-demand",
+    node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+    excluded_label_keys=(
+        "karpenter.sh/capacity-type",
+        "cloud.google.com/gke-spot",
+        "eks.amazonaws.com/capacityType",
+    ),
+)
+
 
 def check_golden(name: str, obj: dict[str, Any]) -> None:
     path = GOLDEN / f"{name}.yaml"
@@ -125,6 +138,38 @@ def test_golden_tp1_bf16_spot_deployment() -> None:
 def test_golden_tp4_fp8_on_demand_deployment() -> None:
     deployment = build_deployment(make_service(), H100_ENTRY, H100_ON_DEMAND)
     check_golden("deployment-tp4-fp8-on-demand", deployment)
+
+
+def test_golden_discovered_on_demand_deployment_avoids_capacity_labelled_nodes() -> None:
+    entry = dataclasses.replace(H100_ENTRY, pool="h100-80gb-on-demand")
+    deployment = build_deployment(make_service(), entry, H100_DISCOVERED_ON_DEMAND)
+    check_golden("deployment-tp4-fp8-discovered-on-demand", deployment)
+
+
+def test_excluded_label_keys_become_a_required_does_not_exist_affinity() -> None:
+    pod = build_deployment(make_service(), H100_ENTRY, H100_DISCOVERED_ON_DEMAND)["spec"][
+        "template"
+    ]["spec"]
+    required = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    # One term: the scheduler ORs terms, so every key must sit in the same term to be ANDed.
+    assert required["nodeSelectorTerms"] == [
+        {
+            "matchExpressions": [
+                {"key": "karpenter.sh/capacity-type", "operator": "DoesNotExist"},
+                {"key": "cloud.google.com/gke-spot", "operator": "DoesNotExist"},
+                {"key": "eks.amazonaws.com/capacityType", "operator": "DoesNotExist"},
+            ]
+        }
+    ]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    # Pools without excluded keys get no affinity at all.
+    for placement in (L4_SPOT, H100_ON_DEMAND):
+        assert (
+            "affinity"
+            not in build_deployment(make_service(), H100_ENTRY, placement)["spec"]["template"][
+                "spec"
+            ]
+        )
 
 
 def test_golden_services() -> None:

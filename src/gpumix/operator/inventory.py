@@ -6,6 +6,11 @@ GPUPool objects into :class:`PoolInventory` values. No Kubernetes client, no kop
 discovery reads and which default prices apply come in as :class:`InventorySettings` (from the
 operator's configuration file); its defaults are the built-in label keys and catalogue prices.
 
+Membership: a GPUPool holds every node its ``nodeSelector`` matches; a discovered pool holds the
+nodes whose own labels identify it (:func:`discovered_identity`), so no node counts twice, and
+its pods avoid the capacity-type labels that would identify another pool
+(:attr:`PoolDefinition.excluded_label_keys`).
+
 Availability rules (what the planner may place on a pool now):
 
 - a node counts when it is Ready, schedulable and carries no ``NoExecute`` taint;
@@ -179,9 +184,30 @@ class PoolDefinition:
     gpus_per_node: int | None = None
     tolerations: tuple[Mapping[str, Any], ...] = ()
     discovered: bool = False
+    # Label keys the pool's nodes must not carry: a discovered pool of nodes without a
+    # capacity-type label must keep its pods off the labelled (e.g. spot) nodes of the same GPU
+    # type, which its node selector alone also matches.
+    excluded_label_keys: tuple[str, ...] = ()
 
     def selects(self, node: NodeRecord) -> bool:
+        """Whether the pool's node selector matches ``node`` (GPUPool semantics)."""
         return all(node.labels.get(key) == value for key, value in self.node_selector.items())
+
+    def contains(self, node: NodeRecord, settings: InventorySettings = DEFAULT_SETTINGS) -> bool:
+        """Whether ``node`` belongs to the pool and counts towards its GPUs.
+
+        A discovered pool holds exactly the nodes whose own discovered identity is the pool's:
+        its selector alone matches more (``{gpu.product: X}`` also matches spot nodes of X), and
+        a node must count in one discovered pool only.
+        """
+        if not self.discovered:
+            return self.selects(node)
+        identity = discovered_identity(node, settings)
+        return identity is not None and identity == (
+            self.gpu_type,
+            self.capacity_type,
+            dict(self.node_selector),
+        )
 
 
 @dataclass(frozen=True)
@@ -275,6 +301,22 @@ def discovered_identity(
     return gpu_type, capacity_type, selector
 
 
+def excluded_capacity_keys(
+    selector: Mapping[str, str], settings: InventorySettings = DEFAULT_SETTINGS
+) -> tuple[str, ...]:
+    """Capacity-type label keys a discovered pool's nodes must not carry.
+
+    A node's capacity type comes from the first configured key it carries, so a pool identified
+    by a later key (or by none: on-demand by default) must avoid nodes with an earlier one.
+    """
+    excluded: list[str] = []
+    for key in settings.capacity_type_labels:
+        if key in selector:
+            break
+        excluded.append(key)
+    return tuple(excluded)
+
+
 def discover_pools(
     nodes: Iterable[NodeRecord], settings: InventorySettings = DEFAULT_SETTINGS
 ) -> list[PoolDefinition]:
@@ -307,6 +349,7 @@ def discover_pools(
                 node_selector=selector,
                 price_per_gpu_hour=default_price(gpu_type, capacity_type, settings),
                 discovered=True,
+                excluded_label_keys=excluded_capacity_keys(selector, settings),
             )
         )
     return pools
@@ -367,9 +410,12 @@ def _catalogue_gpus_per_node(gpu_type: str) -> int | None:
 
 
 def count_pool(
-    definition: PoolDefinition, nodes: Sequence[NodeRecord], pods: Sequence[PodRecord]
+    definition: PoolDefinition,
+    nodes: Sequence[NodeRecord],
+    pods: Sequence[PodRecord],
+    settings: InventorySettings = DEFAULT_SETTINGS,
 ) -> PoolInventory:
-    members = [node for node in nodes if definition.selects(node)]
+    members = [node for node in nodes if definition.contains(node, settings)]
     member_names = {node.name for node in members}
     foreign_by_node: dict[str, int] = {}
     allocated = 0
@@ -424,5 +470,5 @@ def build_inventory(
         definitions = [pool_definition(pool, settings) for pool in gpupools]
     else:
         definitions = discover_pools(nodes, settings)
-    inventories = (count_pool(definition, nodes, pods) for definition in definitions)
+    inventories = (count_pool(definition, nodes, pods, settings) for definition in definitions)
     return tuple(sorted(inventories, key=lambda inventory: inventory.name))

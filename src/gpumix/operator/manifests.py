@@ -107,13 +107,15 @@ _LABEL_VALUE_INVALID = re.compile(r"[^-A-Za-z0-9_.]")
 
 @dataclass(frozen=True)
 class PoolPlacement:
-    """Where a pool's pods go: its node selector and the tolerations its nodes need."""
+    """Where a pool's pods go: its node selector, the label keys its nodes must not carry
+    (a required ``DoesNotExist`` node affinity) and the tolerations its nodes need."""
 
     name: str
     gpu_type: str
     capacity_type: str
     node_selector: Mapping[str, str]
     tolerations: tuple[Mapping[str, Any], ...] = ()
+    excluded_label_keys: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,6 +359,26 @@ def _tolerations(placement: PoolPlacement) -> list[dict[str, Any]]:
     return tolerations
 
 
+def _node_affinity(placement: PoolPlacement) -> dict[str, Any] | None:
+    """A required node affinity keeping the pods off nodes with an excluded label, or None.
+
+    A discovered on-demand pool of nodes without a capacity-type label selects by GPU type
+    alone, which spot nodes of that type also match; this keeps its pods off those nodes.
+    """
+    keys = list(dict.fromkeys(placement.excluded_label_keys))
+    if not keys:
+        return None
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": key, "operator": "DoesNotExist"} for key in keys]}
+                ]
+            }
+        }
+    }
+
+
 def build_deployment(
     service: LLMService, entry: PlanEntry, placement: PoolPlacement
 ) -> dict[str, Any]:
@@ -374,6 +396,9 @@ def build_deployment(
         # vLLM finishes in-flight requests on SIGTERM; long generations need the time.
         "terminationGracePeriodSeconds": 60,
     }
+    affinity = _node_affinity(placement)
+    if affinity is not None:
+        pod_spec["affinity"] = affinity
     if entry.tensor_parallel > 1:
         pod_spec["volumes"] = [
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}}

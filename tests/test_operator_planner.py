@@ -259,3 +259,90 @@ async def test_migration_deadline_still_wakes_the_planner() -> None:
     await fleet.run_pass(seconds=clock.deadline - fleet.clock.now)
     assert not old & fleet.kube.deployments()
     assert not fleet.planner.state.clocks
+
+
+# -- writes the API refuses ---------------------------------------------------------------------
+
+DENIED = KubeError(
+    "create Deployment team-a",
+    403,
+    'admission webhook "quota.example.com" denied the request: team-a may not use GPUs',
+)
+
+
+def applies(kube: FakeKube) -> int:
+    return sum(1 for call in kube.calls if call[0] == "apply")
+
+
+def warnings(kube: FakeKube, reason: str) -> list[str]:
+    return [
+        e["message"] for e in kube.events if e["reason"] == reason and e["event_type"] == "Warning"
+    ]
+
+
+async def test_refused_apply_is_reported_in_status_and_one_event() -> None:
+    fleet = Fleet([gpu_node("l4-1")], [llmservice()])
+    fleet.kube.apply_error = DENIED
+    await fleet.run_pass(force=True)
+
+    ready = fleet.condition("Ready")
+    assert ready["status"] == "False" and ready["reason"] == "ApplyFailed"
+    assert "team-a may not use GPUs" in ready["message"] and "HTTP 403" in ready["message"]
+    assert ready["observedGeneration"] == 1
+    progressing = fleet.condition("Progressing")
+    assert progressing["status"] == "False" and progressing["reason"] == "ApplyFailed"
+    assert fleet.kube.statuses["chat"]["observedGeneration"] == 1
+    assert len(warnings(fleet.kube, "ApplyFailed")) == 1
+    assert "team-a may not use GPUs" in warnings(fleet.kube, "ApplyFailed")[0]
+
+    # Wake-ups during the backoff neither retry the writes nor repeat the event.
+    tried = applies(fleet.kube)
+    for _ in range(4):
+        await fleet.run_pass(seconds=1.0)
+    assert applies(fleet.kube) == tried
+    assert fleet.condition("Ready")["reason"] == "ApplyFailed"
+    # The loop sleeps until the retry is due, then tries again (still refused: one event).
+    assert fleet.planner.wait_timeout() == pytest.approx(1.0)
+    await fleet.run_pass(seconds=1.0)
+    assert applies(fleet.kube) == tried + 1
+    assert len(warnings(fleet.kube, "ApplyFailed")) == 1
+    # The second refusal doubles the wait.
+    await fleet.run_pass(seconds=6.0)
+    assert applies(fleet.kube) == tried + 1
+    await fleet.run_pass(seconds=5.0)
+    assert applies(fleet.kube) == tried + 2
+
+    # Once the API accepts, the children exist and the status says so.
+    fleet.kube.apply_error = None
+    await fleet.run_pass(seconds=30.0)
+    assert fleet.kube.deployments()
+    assert fleet.condition("Ready")["reason"] == "ReplicasNotReady"
+    assert fleet.condition("Progressing")["reason"] != "ApplyFailed"
+    assert not fleet.planner.state.apply_failures
+
+
+async def test_refused_apply_is_retried_at_once_for_a_new_spec() -> None:
+    fleet = Fleet([gpu_node("l4-1")], [llmservice()])
+    fleet.kube.apply_error = DENIED
+    await fleet.run_pass(force=True)
+    tried = applies(fleet.kube)
+    fleet.set_service(llmservice(generation=2, rps="3"))
+    await fleet.run_pass(seconds=0.5)
+    assert applies(fleet.kube) > tried
+    assert fleet.condition("Ready")["observedGeneration"] == 2
+
+
+async def test_refused_apply_does_not_stop_other_services() -> None:
+    fleet = Fleet([gpu_node("l4-1"), gpu_node("l4-2")], [llmservice("chat"), llmservice("rag")])
+    original = fleet.kube.apply
+
+    def refuse_chat(obj: dict[str, Any]) -> str:
+        if obj["metadata"]["labels"].get("gpumix.io/service") == "chat":
+            raise DENIED
+        return original(obj)
+
+    fleet.kube.apply = refuse_chat  # type: ignore[method-assign]
+    await fleet.run_pass(force=True)
+    assert fleet.condition("Ready", "chat")["reason"] == "ApplyFailed"
+    assert fleet.condition("Ready", "rag")["reason"] == "ReplicasNotReady"
+    assert any(name.startswith("rag") for name in fleet.kube.deployments())

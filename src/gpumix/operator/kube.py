@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import urllib3.exceptions
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -58,7 +59,10 @@ def _call(action: str, request: Callable[[], T]) -> T:
         return request()
     except ApiException as error:
         raise KubeError(action, int(error.status or 0), _message(error)) from None
-    except OSError as error:  # connection refused, DNS, TLS
+    except (OSError, urllib3.exceptions.HTTPError) as error:
+        # Connection refused, DNS, TLS; urllib3 wraps some of these (MaxRetryError,
+        # ProtocolError when the API server drops the connection) in errors that are not
+        # OSError. All of them pass: status 0, retried like any unanswered request.
         raise KubeError(action, 0, str(error)) from None
 
 

@@ -51,6 +51,10 @@ Solver = Callable[[PlanningInputs, SolveOptions], PlanResult]
 
 # After an unexpected failure of a whole pass, wait this long before the next one.
 ERROR_BACKOFF_SECONDS = 5.0
+# After the API refuses a service's child writes, retry the same writes after this long,
+# doubling on each further refusal up to the maximum (a new target is tried at once).
+APPLY_BACKOFF_SECONDS = 5.0
+APPLY_BACKOFF_MAX_SECONDS = 300.0
 
 
 def default_demand_builder(
@@ -164,6 +168,23 @@ def entry_summary(entry: Any) -> events.EntrySummary:
     )
 
 
+@dataclass(frozen=True)
+class ApplyFailure:
+    """The API refused the writes toward ``target``; they are retried from ``retry_at``."""
+
+    target: str
+    message: str
+    failures: int
+    retry_at: float
+
+
+def target_fingerprint(desired: Sequence[Mapping[str, Any]]) -> str:
+    """The children a plan wants, by name and spec hash."""
+    return ",".join(
+        sorted(f"{o['kind']}/{o['metadata']['name']}@{reconcile.desired_hash(o)}" for o in desired)
+    )
+
+
 @dataclass
 class PlannerState:
     """Memory of the planner; losing it on restart costs at most one extra solve."""
@@ -183,6 +204,7 @@ class PlannerState:
     solves: int = 0
     # When the last pass started: a migration deadline at or before it has been acted on.
     last_pass_started: float | None = None
+    apply_failures: dict[ServiceKey, ApplyFailure] = field(default_factory=dict)
 
 
 class FleetPlanner:
@@ -240,14 +262,16 @@ class FleetPlanner:
 
     def wait_timeout(self) -> float:
         """Seconds until the next pass is due without a wake-up: the periodic re-plan, or a
-        migration deadline the last pass has not yet seen pass."""
+        migration deadline or write retry the last pass has not yet seen pass."""
         deadlines = [self.state.next_periodic]
         seen = self.state.last_pass_started
-        for clock in self.state.clocks.values():
+        due = [clock.deadline for clock in self.state.clocks.values()]
+        due += [failure.retry_at for failure in self.state.apply_failures.values()]
+        for deadline in due:
             # A deadline that had passed when the last pass started was acted on then (or the
             # service is not being migrated any more); waking for it again would spin.
-            if seen is None or clock.deadline > seen:
-                deadlines.append(clock.deadline)
+            if seen is None or deadline > seen:
+                deadlines.append(deadline)
         return max(0.0, min(deadlines) - self.monotonic())
 
     async def _wait_for_work(self) -> None:
@@ -286,7 +310,13 @@ class FleetPlanner:
                 logger.warning("reconciling %s/%s: %s", record.namespace, record.name, error)
         await asyncio.to_thread(self.update_pool_statuses, snapshot)
         live = {service_key(record) for record in snapshot.services}
-        for memory in (self.state.clocks, self.state.written, self.state.statuses):
+        memories: tuple[dict[ServiceKey, Any], ...] = (
+            self.state.clocks,
+            self.state.written,
+            self.state.statuses,
+            self.state.apply_failures,
+        )
+        for memory in memories:
             for key in set(memory) - live:
                 del memory[key]
         if self.metrics is not None:
@@ -410,17 +440,12 @@ class FleetPlanner:
         now = utc_now()
 
         migrating = False
+        apply_error: str | None = None
         if outcome.plan is not None and record.resource is not None:
             desired = self.desired_objects(record.resource, outcome.plan, snapshot)
-            actions = self._decide(key, desired, actual)
-            for obj in actions.apply:
-                result = self.kube.apply(obj)
-                logger.info(
-                    "%s %s %s/%s", result, obj["kind"], key.namespace, obj["metadata"]["name"]
-                )
-            for child in actions.delete:
-                self.kube.delete(child.kind, child.namespace, child.name)
-                logger.info("deleted obsolete %s %s/%s", child.kind, key.namespace, child.name)
+            target = target_fingerprint(desired)
+            actions = self._decide(key, target, desired, actual)
+            apply_error = self._write_children(key, target, actions)
             migrating = actions.migrating or bool(actions.not_ready and actions.kept)
             entries = tuple(
                 self.entry_status(record.name, entry, ready_by_name)
@@ -432,6 +457,7 @@ class FleetPlanner:
             # No plan for the current spec: keep the last good one running, untouched. Any
             # migration in flight is frozen with it, so its deadline no longer means anything.
             self.state.clocks.pop(key, None)
+            self.state.apply_failures.pop(key, None)
             entries = tuple(
                 entry.model_copy(update={"ready_replicas": ready_by_name.get(entry.deployment, 0)})
                 for entry in previous_entries
@@ -456,6 +482,7 @@ class FleetPlanner:
             savings_percent=savings,
             migrating=migrating,
             last_plan_time=last_plan_time,
+            apply_error=apply_error,
         )
         new_status = status.build_status(view, previous, now)
         document = status.status_document(new_status)
@@ -483,6 +510,11 @@ class FleetPlanner:
         if outcome.plan is None and was_feasible != "False":
             message = "; ".join(outcome.messages) or "no feasible plan"
             self._post(record, outcome.reason or "NoFeasiblePlan", message, "Warning")
+        if apply_error is not None and _condition_reason(previous, status.READY) != (
+            status.APPLY_FAILED,
+            apply_error,
+        ):
+            self._post(record, status.APPLY_FAILED, apply_error, "Warning")
 
         stored = {k: v for k, v in record.raw_status.items() if v is not None}
         if document != stored and document != self.state.written.get(key):
@@ -507,14 +539,52 @@ class FleetPlanner:
                 "could not post event on %s/%s: %s", record.namespace, record.name, error
             )
 
-    def _decide(
-        self, key: ServiceKey, desired: list[dict[str, Any]], actual: list[reconcile.Child]
-    ) -> reconcile.Actions:
-        fingerprint = ",".join(
-            sorted(
-                f"{o['kind']}/{o['metadata']['name']}@{reconcile.desired_hash(o)}" for o in desired
+    def _write_children(
+        self, key: ServiceKey, target: str, actions: reconcile.Actions
+    ) -> str | None:
+        """Make the writes ``actions`` asks for; the API's refusal, if any, for the status.
+
+        Writes the API refused are not repeated on every wake-up: the same target is retried
+        with exponential backoff, a new target (the spec or the plan changed) at once.
+        """
+        failure = self.state.apply_failures.get(key)
+        if not actions.apply and not actions.delete:
+            self.state.apply_failures.pop(key, None)
+            return None
+        now = self.monotonic()
+        if failure is not None and failure.target == target and now < failure.retry_at:
+            return failure.message
+        try:
+            for obj in actions.apply:
+                result = self.kube.apply(obj)
+                logger.info(
+                    "%s %s %s/%s", result, obj["kind"], key.namespace, obj["metadata"]["name"]
+                )
+            for child in actions.delete:
+                self.kube.delete(child.kind, child.namespace, child.name)
+                logger.info("deleted obsolete %s %s/%s", child.kind, key.namespace, child.name)
+        except KubeError as error:
+            failures = failure.failures + 1 if failure and failure.target == target else 1
+            delay = min(APPLY_BACKOFF_SECONDS * 2 ** (failures - 1), APPLY_BACKOFF_MAX_SECONDS)
+            self.state.apply_failures[key] = ApplyFailure(target, str(error), failures, now + delay)
+            logger.warning(
+                "writing the children of %s/%s failed (retry in %.0f s): %s",
+                key.namespace,
+                key.name,
+                delay,
+                error,
             )
-        )
+            return str(error)
+        self.state.apply_failures.pop(key, None)
+        return None
+
+    def _decide(
+        self,
+        key: ServiceKey,
+        fingerprint: str,
+        desired: list[dict[str, Any]],
+        actual: list[reconcile.Child],
+    ) -> reconcile.Actions:
         clock = self.state.clocks.get(key)
         deadline_passed = (
             clock is not None
@@ -608,6 +678,15 @@ class FleetPlanner:
                     self.kube.patch_gpupool_status(record.name, document)
                 except KubeError as error:
                     logger.warning("GPUPool %s status: %s", record.name, error)
+
+
+def _condition_reason(previous: Any, kind: str) -> tuple[str, str] | None:
+    if previous is None:
+        return None
+    for condition in previous.conditions:
+        if condition.type == kind:
+            return str(condition.reason), str(condition.message)
+    return None
 
 
 def _condition_status(previous: Any, kind: str) -> str | None:

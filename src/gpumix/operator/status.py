@@ -25,6 +25,8 @@ CONDITION_ORDER = (READY, PLANNED, FEASIBLE, PROGRESSING)
 # the solver status for a time-limited search that found nothing).
 INVALID_SPEC = "InvalidSpec"
 NO_SOLUTION_FOUND = "NoSolutionFound"
+# Ready and Progressing reason (and Warning event reason) when the API refused a child write.
+APPLY_FAILED = "ApplyFailed"
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -66,6 +68,8 @@ class ServiceView:
     # Obsolete Deployments are still running, or desired ones are not yet ready.
     migrating: bool
     last_plan_time: str | None
+    # The API refused to create, replace or delete a child (webhook, quota, RBAC, invalid).
+    apply_error: str | None = None
 
     @property
     def desired_replicas(self) -> int:
@@ -123,7 +127,9 @@ def conditions_for(view: ServiceView) -> list[Condition]:
     else:
         planned = _condition(PLANNED, "False", "NoPlan", "no feasible plan yet", generation)
 
-    if view.migrating:
+    if view.apply_error:
+        progressing = _condition(PROGRESSING, "False", APPLY_FAILED, view.apply_error, generation)
+    elif view.migrating:
         progressing = _condition(
             PROGRESSING,
             "True",
@@ -137,7 +143,9 @@ def conditions_for(view: ServiceView) -> list[Condition]:
         )
 
     replicas = f"{view.ready_replicas}/{view.desired_replicas} replicas ready"
-    if not has_plan:
+    if view.apply_error:
+        ready = _condition(READY, "False", APPLY_FAILED, view.apply_error, generation)
+    elif not has_plan:
         ready = _condition(READY, "False", "NoPlan", detail or "no plan", generation)
     elif view.all_ready:
         ready = _condition(READY, "True", "AllReplicasReady", replicas, generation)

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from gpumix import catalog
-from gpumix.operator import inventory
-from gpumix.resources import GPUPool
+from gpumix.operator import inventory, manifests
+from gpumix.resources import GPUPool, LLMService
+from gpumix.solver.model import PlanEntry
 
 
 def node(
@@ -63,6 +64,10 @@ def gpupool(name: str, selector: dict[str, str], **spec: Any) -> GPUPool:
 
 
 H100_GFD = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+# What the GPU operator (and the simulated fleet) puts on every GPU node.
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+# Karpenter's taint on a node it is draining.
+DISRUPTED_TAINT = {"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}
 
 
 def test_pods_without_gpus_or_terminated_are_not_recorded() -> None:
@@ -125,11 +130,16 @@ def test_unusable_nodes_offer_no_gpus_but_count_as_nodes() -> None:
         node("cordoned", H100_GFD, unschedulable=True),
         node("evicting", H100_GFD, taints=[{"key": "x", "effect": "NoExecute"}]),
         node("tainted-noschedule", H100_GFD, taints=[{"key": "x", "effect": "NoSchedule"}]),
+        node("draining", H100_GFD, taints=[DISRUPTED_TAINT]),
+        node("gpu-tainted", H100_GFD, taints=[GPU_TAINT]),
+        node("prefer-not", H100_GFD, taints=[{"key": "x", "effect": "PreferNoSchedule"}]),
     ]
     (pool,) = inventory.build_inventory([], nodes, [])
-    assert pool.nodes == 5 and pool.ready_nodes == 4
-    assert pool.gpus == 40
-    assert pool.available_gpus == 16  # "ok" and the NoSchedule-tainted node (pods tolerate it)
+    assert pool.nodes == 8 and pool.ready_nodes == 7
+    assert pool.gpus == 64
+    # "ok", the GPU-tainted node (gpumix's pods tolerate nvidia.com/gpu) and the node that only
+    # prefers no scheduling; untolerated NoSchedule and NoExecute taints block.
+    assert pool.available_gpus == 24
 
 
 def test_foreign_pods_take_gpus_and_gpumix_pods_do_not() -> None:
@@ -350,3 +360,122 @@ def test_gpupools_keep_plain_selector_semantics() -> None:
     (pool,) = inventory.build_inventory([gpupool("all-h100", H100_GFD)], nodes, [])
     assert pool.nodes == 2 and pool.available_gpus == 16
     assert pool.definition.excluded_label_keys == ()
+
+
+# -- taints and the pool's tolerations ---------------------------------------------------------
+
+
+DEDICATED_TAINT = {"key": "dedicated", "value": "llm", "effect": "NoExecute"}
+
+
+def test_a_gpupool_that_tolerates_its_dedicated_no_execute_taint_has_its_gpus() -> None:
+    selector = {"pool": "dedicated"}
+    nodes = [node("a", selector | H100_GFD, taints=[GPU_TAINT, DEDICATED_TAINT])]
+    tolerating = gpupool(
+        "dedicated",
+        selector,
+        tolerations=[
+            {"key": "dedicated", "operator": "Equal", "value": "llm", "effect": "NoExecute"}
+        ],
+    )
+    (pool,) = inventory.build_inventory([tolerating], nodes, [])
+    assert pool.gpus == 8 and pool.available_gpus == 8
+    # The same nodes behind a pool without the toleration: nothing to place.
+    (plain,) = inventory.build_inventory([gpupool("plain", selector)], nodes, [])
+    assert plain.available_gpus == 0
+
+
+def test_a_draining_node_offers_no_gpus_to_a_gpupool() -> None:
+    selector = {"karpenter.sh/nodepool": "h100-spot"}
+    nodes = [
+        node("a", selector | H100_GFD, taints=[GPU_TAINT]),
+        node("draining", selector | H100_GFD, taints=[GPU_TAINT, DISRUPTED_TAINT]),
+    ]
+    (pool,) = inventory.build_inventory([gpupool("h100-spot", selector)], nodes, [])
+    assert pool.nodes == 2 and pool.gpus == 16 and pool.available_gpus == 8
+
+
+def test_the_simulated_fleet_gpu_taint_keeps_discovered_nodes_usable() -> None:
+    nodes = [node("a", H100_GFD | {"karpenter.sh/capacity-type": "spot"}, taints=[GPU_TAINT])]
+    (pool,) = inventory.build_inventory([], nodes, [])
+    assert pool.available_gpus == 8
+
+
+def test_node_records_keep_every_taint() -> None:
+    record = node("a", H100_GFD, taints=[GPU_TAINT, DISRUPTED_TAINT])
+    assert record.taints == (
+        inventory.Taint("nvidia.com/gpu", "present", "NoSchedule"),
+        inventory.Taint("karpenter.sh/disrupted", "", "NoSchedule"),
+    )
+
+
+SPOT_TAINT = inventory.Taint("karpenter.sh/spot", "true", "NoSchedule")
+
+
+@pytest.mark.parametrize(
+    ("toleration", "tolerated"),
+    [
+        ({"key": "karpenter.sh/spot", "operator": "Exists"}, True),
+        ({"key": "karpenter.sh/spot", "operator": "Exists", "effect": "NoSchedule"}, True),
+        ({"key": "karpenter.sh/spot", "operator": "Exists", "effect": "NoExecute"}, False),
+        ({"key": "karpenter.sh/spot", "operator": "Equal", "value": "true"}, True),
+        ({"key": "karpenter.sh/spot", "value": "true"}, True),  # operator defaults to Equal
+        ({"key": "karpenter.sh/spot", "operator": "Equal", "value": "false"}, False),
+        ({"key": "karpenter.sh/spot"}, False),  # Equal to the empty value
+        ({"key": "other", "operator": "Exists"}, False),
+        ({"operator": "Exists"}, True),  # empty key with Exists tolerates everything
+        ({"operator": "Exists", "effect": "NoExecute"}, False),
+    ],
+)
+def test_toleration_matching_follows_kubernetes(
+    toleration: dict[str, str], tolerated: bool
+) -> None:
+    assert inventory.tolerates(toleration, SPOT_TAINT) is tolerated
+
+
+def test_a_tolerate_everything_pool_uses_tainted_nodes_but_not_cordoned_ones() -> None:
+    selector = {"pool": "any"}
+    nodes = [
+        node("tainted", selector, taints=[DISRUPTED_TAINT, DEDICATED_TAINT]),
+        node("cordoned", selector, unschedulable=True),
+    ]
+    (pool,) = inventory.build_inventory(
+        [gpupool("any", selector, tolerations=[{"operator": "Exists"}])], nodes, []
+    )
+    assert pool.available_gpus == 8
+
+
+def test_the_inventory_assumes_exactly_the_tolerations_the_pods_get() -> None:
+    definition = inventory.pool_definition(
+        gpupool("x", {"pool": "x"}, tolerations=[{"key": "dedicated", "operator": "Exists"}])
+    )
+    placement = manifests.PoolPlacement(
+        name=definition.name,
+        gpu_type=definition.gpu_type,
+        capacity_type=definition.capacity_type,
+        node_selector=definition.node_selector,
+        tolerations=definition.tolerations,
+    )
+    service = LLMService.model_validate(
+        {
+            "metadata": {"name": "chat", "namespace": "ns"},
+            "spec": {
+                "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"},
+                "workload": {"requestsPerSecond": "1"},
+            },
+        }
+    )
+    entry = PlanEntry(
+        pool="x",
+        gpu_type="H100-80GB",
+        capacity_type="spot",
+        tensor_parallel=1,
+        weight_format="bf16",
+        replicas=1,
+        gpus=1,
+        cost_per_hour=1.0,
+        assignment={},
+        capacity_rps={},
+    )
+    pod_spec = manifests.build_deployment(service, entry, placement)["spec"]["template"]["spec"]
+    assert pod_spec["tolerations"] == [dict(t) for t in definition.pod_tolerations]

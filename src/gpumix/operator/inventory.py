@@ -13,7 +13,10 @@ its pods avoid the capacity-type labels that would identify another pool
 
 Availability rules (what the planner may place on a pool now):
 
-- a node counts when it is Ready, schedulable and carries no ``NoExecute`` taint;
+- a node is usable for a pool when it is Ready, not cordoned, and every ``NoSchedule`` and
+  ``NoExecute`` taint on it is tolerated by the tolerations gpumix gives the pool's pods (the
+  ``nvidia.com/gpu`` toleration plus the pool's ``spec.tolerations``); ``PreferNoSchedule`` never
+  blocks. A node being drained (``karpenter.sh/disrupted:NoSchedule``) is therefore not usable;
 - its free GPUs are its allocatable ``nvidia.com/gpu`` minus what running pods that gpumix does
   *not* manage request there; GPUs held by gpumix's own pods count as free, because the plan
   being computed replaces the plan those pods belong to;
@@ -35,6 +38,7 @@ from gpumix.catalog.gpus import (
     KARPENTER_GPU_NAME_LABEL,
 )
 from gpumix.errors import InputError
+from gpumix.operator.manifests import GPU_TOLERATION
 from gpumix.resources import GPUPool
 from gpumix.solver import Pool
 
@@ -76,6 +80,18 @@ TERMINATED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 # Records parsed from Node and Pod objects
 
 
+# Taint effects that keep a pod without a matching toleration off a node (the scheduler's
+# TaintToleration filter); PreferNoSchedule only scores.
+BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+
+
 @dataclass(frozen=True)
 class NodeRecord:
     """What the inventory needs from one Node."""
@@ -85,12 +101,39 @@ class NodeRecord:
     allocatable_gpus: int
     ready: bool
     unschedulable: bool
-    no_execute_taint: bool
+    taints: tuple[Taint, ...] = ()
 
-    @property
-    def usable(self) -> bool:
-        """Whether the scheduler may place new GPU pods here now."""
-        return self.ready and not self.unschedulable and not self.no_execute_taint
+
+def tolerates(toleration: Mapping[str, Any], taint: Taint) -> bool:
+    """Kubernetes' ``Toleration.ToleratesTaint``: effect, key, then operator and value.
+
+    An empty effect matches every effect; an empty key with ``Exists`` matches every taint.
+    ``tolerationSeconds`` is ignored, as the scheduler ignores it when placing a pod.
+    """
+    effect = toleration.get("effect") or ""
+    if effect and effect != taint.effect:
+        return False
+    key = toleration.get("key") or ""
+    if key and key != taint.key:
+        return False
+    operator = toleration.get("operator") or "Equal"
+    if operator == "Exists":
+        return True
+    if operator == "Equal":
+        return (toleration.get("value") or "") == taint.value
+    return False
+
+
+def node_usable(node: NodeRecord, tolerations: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether the scheduler may place a new pod with ``tolerations`` on ``node`` now."""
+    if not node.ready or node.unschedulable:
+        return False
+    tolerations = tuple(tolerations)
+    return all(
+        any(tolerates(toleration, taint) for toleration in tolerations)
+        for taint in node.taints
+        if taint.effect in BLOCKING_TAINT_EFFECTS
+    )
 
 
 @dataclass(frozen=True)
@@ -121,14 +164,21 @@ def node_record(body: Mapping[str, Any]) -> NodeRecord:
         condition.get("type") == "Ready" and condition.get("status") == "True"
         for condition in conditions
     )
-    taints = spec.get("taints") or []
     return NodeRecord(
         name=str(metadata.get("name", "")),
         labels=dict(metadata.get("labels") or {}),
         allocatable_gpus=parse_quantity_count((status.get("allocatable") or {}).get(GPU_RESOURCE)),
         ready=ready,
         unschedulable=bool(spec.get("unschedulable", False)),
-        no_execute_taint=any(taint.get("effect") == "NoExecute" for taint in taints),
+        taints=tuple(
+            Taint(
+                key=str(taint.get("key") or ""),
+                value=str(taint.get("value") or ""),
+                effect=str(taint.get("effect") or ""),
+            )
+            for taint in spec.get("taints") or []
+            if isinstance(taint, Mapping)
+        ),
     )
 
 
@@ -188,6 +238,11 @@ class PoolDefinition:
     # capacity-type label must keep its pods off the labelled (e.g. spot) nodes of the same GPU
     # type, which its node selector alone also matches.
     excluded_label_keys: tuple[str, ...] = ()
+
+    @property
+    def pod_tolerations(self) -> tuple[Mapping[str, Any], ...]:
+        """The tolerations the pool's pods carry (what the manifest builder gives them)."""
+        return (GPU_TOLERATION, *self.tolerations)
 
     def selects(self, node: NodeRecord) -> bool:
         """Whether the pool's node selector matches ``node`` (GPUPool semantics)."""
@@ -426,10 +481,11 @@ def count_pool(
         if not pod.managed_by_gpumix:
             foreign_by_node[pod.node_name] = foreign_by_node.get(pod.node_name, 0) + pod.gpus
     gpus = sum(node.allocatable_gpus for node in members)
+    tolerations = definition.pod_tolerations
     free = sum(
         max(0, node.allocatable_gpus - foreign_by_node.get(node.name, 0))
         for node in members
-        if node.usable
+        if node_usable(node, tolerations)
     )
     if definition.max_gpus is not None:
         available = max(0, definition.max_gpus - gpus) + free

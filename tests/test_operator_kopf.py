@@ -443,3 +443,81 @@ async def test_configured_prices_are_planned_with_and_metrics_report_them(
     assert re.search(
         r'^gpumix_planner_solves_total\{status="(Optimal|Feasible)"\} [1-9]', text, re.M
     )
+
+
+def child_lists(cluster: kmock.KubernetesEmulator) -> int:
+    """LIST requests for an LLMService's children: two per service in every planner pass."""
+    return len([r for r in list(cluster) if "labelSelector" in str(r.url)])
+
+
+def pod(name: str, gpus: int = 0, node: str = "l4-a") -> dict:
+    resources = {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {"requests": {"cpu": "1"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "main", "image": "busybox", "resources": resources}],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+async def settled(cluster: kmock.KubernetesEmulator) -> int:
+    """The child LIST count once the planner has gone quiet."""
+    count = child_lists(cluster)
+    while True:
+        await asyncio.sleep(0.6)
+        if child_lists(cluster) == count:
+            return count
+        count = child_lists(cluster)
+
+
+async def test_only_gpu_pods_and_gpu_nodes_wake_the_planner(
+    cluster: kmock.KubernetesEmulator,
+) -> None:
+    cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
+    cluster.objects[NODES, None, "l4-b"] = gpu_node("l4-b")
+    cluster.objects[LLMSERVICES, NAMESPACE, "chat"] = llmservice()
+    cpu_node = gpu_node("cpu-a")
+    del cpu_node["metadata"]["labels"]["nvidia.com/gpu.product"]
+    del cpu_node["status"]["allocatable"]["nvidia.com/gpu"]
+
+    with runner():
+        await eventually(lambda: when(lambda s: bool(s.get("plan")))(cluster))
+        quiet = await settled(cluster)
+
+        # CPU-only pods and nodes come and go: the planner sleeps through all of it.
+        await api(cluster, "POST", "/api/v1/nodes", cpu_node)
+        await api(cluster, "POST", f"/api/v1/namespaces/{NAMESPACE}/pods", pod("web"))
+        await api(
+            cluster,
+            "PATCH",
+            f"/api/v1/namespaces/{NAMESPACE}/pods/web",
+            {"metadata": {"labels": {"version": "2"}}},
+        )
+        await api(cluster, "DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/web")
+        await api(cluster, "PATCH", "/api/v1/nodes/cpu-a", {"metadata": {"labels": {"x": "y"}}})
+        await api(cluster, "DELETE", "/api/v1/nodes/cpu-a")
+        await asyncio.sleep(1.0)
+        assert child_lists(cluster) == quiet
+
+        # A foreign pod taking a GPU does wake it.
+        await api(cluster, "POST", f"/api/v1/namespaces/{NAMESPACE}/pods", pod("train", gpus=1))
+        await eventually(lambda: child_lists(cluster) > quiet)
+        quiet = await settled(cluster)
+
+        # So does a GPU node losing its GPU labels, and a GPU node going away.
+        unlabel = {
+            "metadata": {"labels": {"nvidia.com/gpu.product": None}},
+            "status": {"allocatable": {"nvidia.com/gpu": None}},
+        }
+        await api(cluster, "PATCH", "/api/v1/nodes/l4-b", unlabel)
+        await eventually(lambda: child_lists(cluster) > quiet)
+        node = objects(cluster, NODES)["l4-b"]
+        assert "nvidia.com/gpu.product" not in node["metadata"]["labels"]
+        assert "nvidia.com/gpu" not in node["status"]["allocatable"]
+        quiet = await settled(cluster)
+        await api(cluster, "DELETE", "/api/v1/nodes/l4-a")
+        await eventually(lambda: child_lists(cluster) > quiet)

@@ -20,7 +20,7 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
-from gpumix.operator import indexes
+from gpumix.operator import indexes, inventory
 from gpumix.operator.kube import Kube
 from gpumix.operator.manifests import LABEL_MANAGED_BY, MANAGED_BY
 from gpumix.operator.metrics import MetricsServer, OperatorMetrics, start_metrics_server
@@ -62,8 +62,35 @@ def _wake(memo: Any) -> None:
         planner.wake()
 
 
-def _not_managed_by_gpumix(labels: kopf.Labels, **_: Any) -> bool:
-    return labels.get(LABEL_MANAGED_BY) != MANAGED_BY
+def foreign_gpu_pod(labels: kopf.Labels, spec: kopf.Spec, **_: Any) -> bool:
+    """Pods gpumix does not manage that request GPUs: only they take GPUs from the plan.
+
+    A pod's GPU requests cannot change after creation, so its deletion event passes too.
+    """
+    return labels.get(LABEL_MANAGED_BY) != MANAGED_BY and inventory.pod_gpu_request(spec) > 0
+
+
+class GPUNodeFilter:
+    """Passes events of GPU nodes, and the first event of a node that stopped being one.
+
+    The event of a node losing its GPU labels or allocatable GPUs carries the new body, which
+    no longer looks like a GPU node; remembering which nodes were lets that event through.
+    A deleted node's event carries its last body, so GPU node deletions pass as well.
+    """
+
+    def __init__(self) -> None:
+        self.gpu_nodes: set[str] = set()
+
+    def __call__(self, body: kopf.Body, name: str, **kwargs: Any) -> bool:
+        if not indexes.is_gpu_node(inventory.node_record(body)):
+            was_gpu_node = name in self.gpu_nodes
+            self.gpu_nodes.discard(name)
+            return was_gpu_node
+        if kwargs.get("type") == "DELETED":
+            self.gpu_nodes.discard(name)
+        else:
+            self.gpu_nodes.add(name)
+        return True
 
 
 def build_registry(operator_config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -136,13 +163,14 @@ def build_registry(operator_config: OperatorConfig) -> kopf.OperatorRegistry:
     def gpupool_changed(memo: kopf.Memo, **_: Any) -> None:
         _wake(memo)
 
-    @kopf.on.event("", "v1", "nodes", registry=registry)
+    # Only GPU nodes and foreign GPU pods matter; every other Node and Pod event of a large
+    # cluster would cost a pass (two LISTs per LLMService) for nothing.
+    @kopf.on.event("", "v1", "nodes", when=GPUNodeFilter(), registry=registry)
     def node_changed(memo: kopf.Memo, **_: Any) -> None:
         _wake(memo)
 
-    @kopf.on.event("", "v1", "pods", when=_not_managed_by_gpumix, registry=registry)
+    @kopf.on.event("", "v1", "pods", when=foreign_gpu_pod, registry=registry)
     def foreign_pod_changed(memo: kopf.Memo, **_: Any) -> None:
-        # Only pods gpumix does not manage take GPUs away from the plan.
         _wake(memo)
 
     @kopf.on.event(

@@ -91,19 +91,18 @@ def run(
     time_limit_seconds: float,
     mip_relative_gap: float,
     threads: int | None = None,
-    start: dict[str, float] | None = None,
     objective_target: float | None = None,
 ) -> BackendOutcome:
-    """``start`` (variable name -> value) is handed to HiGHS as an incumbent, and HiGHS stops
-    as soon as a plan reaches ``objective_target`` (minimisation; the caller has a bound that
-    proves such a plan optimal). CBC ignores both."""
+    """HiGHS stops as soon as a plan reaches ``objective_target`` (minimisation; the caller
+    has a bound that proves such a plan optimal); CBC ignores it. No MIP start is passed:
+    HiGHS 1.16 maps a start into its presolved space with the wrong objective and can then
+    prune the optimum (see ``subproblem.ServiceSubproblem.solve``)."""
     backend = choose_backend(backend)
     started = time.perf_counter()
     time_limit = max(time_limit_seconds, 0.01)
     if backend is Backend.HIGHS:
         silence_highs_banner()
-        solver: pulp.LpSolver = _WarmHiGHS(
-            start,
+        solver: pulp.LpSolver = pulp.HiGHS(
             msg=False,
             timeLimit=time_limit,
             gapRel=mip_relative_gap,
@@ -160,28 +159,6 @@ def _gap(
     if status is SolveStatus.OPTIMAL:
         return 0.0
     return _lp_relaxation_gap(problem, objective_value)
-
-
-class _WarmHiGHS(pulp.HiGHS):  # type: ignore[misc]
-    """PuLP's HiGHS interface plus a start solution (PuLP 3.3 offers none for this class).
-
-    A feasible start lets branch and bound prune from the first node; HiGHS checks it and
-    ignores it if it is infeasible, so a bad start costs nothing but the check.
-    """
-
-    def __init__(self, start: dict[str, float] | None, **options: Any) -> None:
-        super().__init__(**options)
-        self.start = start
-
-    def callSolver(self, lp: pulp.LpProblem) -> None:
-        if self.start is not None:
-            import highspy
-
-            solution = highspy.HighsSolution()
-            solution.col_value = [self.start.get(v.name, 0.0) for v in lp.variables()]
-            solution.value_valid = True
-            lp.solverModel.setSolution(solution)
-        super().callSolver(lp)
 
 
 def cbc_solver(**options: Any) -> pulp.LpSolver:

@@ -79,9 +79,16 @@ def optimise(
             time_limit_seconds=max(deadline - time.perf_counter(), 0.01),
             mip_relative_gap=stop_gap,
             threads=options.threads,
-            start=bound.start if bound else None,
             objective_target=_target(bound.value, stop_gap) if bound else None,
         )
+        if bound is not None and bound.start is not None and bound.cost is not None:
+            found = outcome.objective_value
+            if not _has_plan(outcome.status) or found is None or found > bound.cost + 1e-9:
+                # The decomposition's plan is better than what the MILP found in its time.
+                _assign(model.problem, bound.start)
+                outcome = backends.BackendOutcome(
+                    SolveStatus.FEASIBLE, bound.cost, None, outcome.seconds, outcome.backend
+                )
         if bound is not None and outcome.objective_value is not None:
             outcome = _certified(outcome, bound.value, options.mip_relative_gap)
         if (

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import highspy
 import numpy as np
@@ -227,7 +227,6 @@ class ServiceSubproblem:
         self._better = np.any(throughput[:, None, :] > throughput[None, :, :], axis=2)
         self._earlier = np.arange(self.size)[:, None] < np.arange(self.size)[None, :]
         self._fixed = np.zeros(self.size, dtype=bool)  # columns currently fixed at 0
-        self._dominates = np.zeros((self.size, self.size), dtype=bool)
         self._single = self._single_replicas()
 
     def _single_replicas(self) -> np.ndarray:
@@ -289,7 +288,6 @@ class ServiceSubproblem:
             strict |= prices[:, None] < prices[None, :]
         dominates = weak & (strict | self._earlier)
         dropped: np.ndarray = dominates.any(axis=0)
-        self._dominates = dominates
         return dropped
 
     def fitted(self, solution: SubSolution, pool: str) -> SubSolution | None:
@@ -357,26 +355,6 @@ class ServiceSubproblem:
             )
             self._fixed = dropped
 
-    def _moved(self, start: SubSolution, dropped: np.ndarray) -> SubSolution | None:
-        """``start`` with the replicas and routing of dropped candidates moved to the cheapest
-        kept candidate that dominates each (feasible and no dearer, see ``_dominated``)."""
-        replicas = list(start.replicas)
-        shares = dict(start.shares)
-        costs = np.array(self.costs, dtype=np.float64)
-        for c in np.flatnonzero(dropped):
-            if replicas[c] == 0 and not any(at == c for _, at in start.shares):
-                continue
-            keepers = np.flatnonzero(self._dominates[:, c] & ~dropped)
-            if keepers.size == 0:
-                return None
-            target = int(keepers[np.argmin(costs[keepers])])
-            replicas[target] += replicas[c]
-            replicas[c] = 0
-            for name, at in list(shares):
-                if at == c:
-                    shares[name, target] = shares.get((name, target), 0.0) + shares.pop((name, at))
-        return replace(start, replicas=tuple(replicas), shares=shares)
-
     def set_prices(self, prices: tuple[float, ...]) -> None:
         """Replica prices per candidate (e.g. the pools' prices plus λ)."""
         if prices != self.costs:
@@ -399,22 +377,18 @@ class ServiceSubproblem:
         self, time_limit_seconds: float, start: SubSolution | None = None
     ) -> SubSolution | None:
         """The optimum under the current prices and caps; ``None`` when infeasible or not
-        proven optimal in time. ``start``, a plan feasible under the current caps, lets
-        branch and bound prune from the first node."""
+        proven optimal in time. ``start``, a plan feasible under the current caps, bounds the
+        cost of any optimal plan, which lets ``_dominated`` drop more candidates.
+
+        The start is deliberately not handed to HiGHS as a MIP start: HiGHS 1.16 maps a start
+        into its presolved space with the wrong objective (its log says "MIP start solution is
+        feasible: objective value is 2.25 ... feasible in the reduced space: objective value
+        is 1") and then prunes the true optimum, reporting a dearer plan as optimal
+        (tests/test_solver_bruteforce.py found such a case)."""
         highs = self.highs
         highs.setOptionValue("time_limit", max(time_limit_seconds, 0.001))
         dropped = self._dominated(start)
         self._restrict(dropped)
-        if start is not None and dropped.any():
-            start = self._moved(start, dropped)
-        if start is not None:
-            solution = highspy.HighsSolution()
-            solution.col_value = [
-                *(float(n) for n in start.replicas),
-                *(start.shares.get(key, 0.0) for key in self.shares),
-            ]
-            solution.value_valid = True
-            highs.setSolution(solution)
         highs.run()
         if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None

@@ -7,6 +7,7 @@ import random
 import time
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -477,3 +478,38 @@ def test_decomposition_on_two_workers_matches_one() -> None:
         if one is not None and two is not None:
             assert (one.bound, one.cost, one.solves) == (two.bound, two.cost, two.solves)
             assert one.plan == two.plan
+
+
+def test_a_start_never_hides_the_optimum() -> None:
+    """Regression (found by the hypothesis test above): given the start (0, 0, 1, 1), HiGHS
+    1.16 mapped it into its presolved space with the wrong objective and reported that start,
+    $2.25/h, as optimal; the optimum is $1.50/h (one p0 replica and one p2 pair)."""
+    pools = (
+        Pool("p0", "G0", "on-demand", 0.5, 2, gpus_per_node=2),
+        Pool("p1", "G1", "on-demand", 0.5, 0, gpus_per_node=2),
+        Pool("p2", "G2", "on-demand", 0.5, 4, gpus_per_node=2),
+        Pool("p3", "G3", "on-demand", 1.0, 1, gpus_per_node=2),
+    )
+    service = ServiceDemand(
+        "ns",
+        "s",
+        (RequestClass("a", 0.5), RequestClass("b", 2.0)),
+        (
+            Candidate("p0", 1, "bf16", {"a": 0.0, "b": 1.0}),
+            Candidate("p1", 1, "bf16", {"a": 0.0, "b": 0.0}),
+            Candidate("p2", 2, "bf16", {"a": 1.0, "b": 3.0}),
+            Candidate("p3", 1, "bf16", {"a": 0.5, "b": 0.0}),
+        ),
+        min_replicas=0,
+        max_replicas=3,
+    )
+    sub = subproblem.ServiceSubproblem(PlanningInputs(pools, (service,)), service)
+    with subproblem.single_threaded():
+        sub.set_prices((0.5, 0.5, 1.0, 1.25))
+        best = sub.solve(20)
+        poor = subproblem.SubSolution(
+            2.25, 2.25, (0, 0, 1, 1), {("a", 2): 2 / 3, ("a", 3): 1 / 3, ("b", 2): 1.0}, {}
+        )
+        again = sub.solve(20, poor)
+    assert best is not None and best.cost == pytest.approx(1.5)
+    assert again is not None and again.cost == pytest.approx(1.5)

@@ -25,7 +25,8 @@ import yaml
 from kopf.testing import KopfRunner
 
 from gpumix.operator.inventory import InventorySettings
-from gpumix.operator.main import build_registry
+from gpumix.operator.kube import Kube
+from gpumix.operator.main import build_registry, make_api_client
 from gpumix.operator.settings import OperatorConfig
 
 LLMSERVICES = "gpumix.io/v1alpha1/llmservices"
@@ -521,3 +522,24 @@ async def test_only_gpu_pods_and_gpu_nodes_wake_the_planner(
         quiet = await settled(cluster)
         await api(cluster, "DELETE", "/api/v1/nodes/l4-a")
         await eventually(lambda: child_lists(cluster) > quiet)
+
+
+async def test_kube_lists_active_pods_of_every_namespace(cluster: kmock.KubernetesEmulator) -> None:
+    # What namespaced mode counts besides kopf's (namespace-narrowed) pods index.
+    other = pod("finetune", gpus=4)
+    other["metadata"]["namespace"] = "ml-research"
+    await api(cluster, "POST", "/api/v1/namespaces/ml-research/pods", other)
+    await api(cluster, "POST", f"/api/v1/namespaces/{NAMESPACE}/pods", pod("web"))
+    api_client = await asyncio.to_thread(make_api_client)
+    try:
+        listed = await asyncio.to_thread(Kube(api_client).list_active_pods)
+    finally:
+        api_client.close()
+    assert {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in listed} >= {
+        ("ml-research", "finetune"),
+        (NAMESPACE, "web"),
+    }
+    pods_list = [r for r in list(cluster) if str(r.url.path) == "/api/v1/pods"]
+    assert pods_list
+    query = pods_list[-1].url.query
+    assert query["fieldSelector"] == "status.phase!=Succeeded,status.phase!=Failed"

@@ -32,6 +32,7 @@ class FakeKube:
         self.apply_error: KubeError | None = None
         self.list_error: KubeError | None = None
         self.cluster_pods: list[dict[str, Any]] = []
+        self.pods_error: KubeError | None = None
 
     def list_children(self, namespace: str, service_name: str) -> list[dict[str, Any]]:
         self.calls.append(("list", namespace, service_name))
@@ -71,8 +72,10 @@ class FakeKube:
         self.calls.append(("event", event["reason"]))
         self.events.append(event)
 
-    def list_gpu_pods(self) -> list[dict[str, Any]]:
+    def list_active_pods(self) -> list[dict[str, Any]]:
         self.calls.append(("list-pods",))
+        if self.pods_error is not None:
+            raise self.pods_error
         return copy.deepcopy(self.cluster_pods)
 
     def deployments(self) -> set[str]:
@@ -346,3 +349,56 @@ async def test_refused_apply_does_not_stop_other_services() -> None:
     assert fleet.condition("Ready", "chat")["reason"] == "ApplyFailed"
     assert fleet.condition("Ready", "rag")["reason"] == "ReplicasNotReady"
     assert any(name.startswith("rag") for name in fleet.kube.deployments())
+
+
+# -- namespaced mode: GPUs held in namespaces kopf does not watch ---------------------------------
+
+
+def available_gpus(fleet: Fleet, pool: str = "l4-spot") -> int:
+    outcome = next(iter(fleet.planner.state.outcomes.values()))
+    return outcome.pool_facts[pool].available_gpus
+
+
+async def test_namespaced_mode_counts_gpu_pods_of_other_namespaces() -> None:
+    # Five single-GPU replicas fit on two 4-GPU nodes only if nobody else uses them.
+    service = llmservice(placement={"minReplicas": 5, "tensorParallelSizes": [1]})
+    watched = gpu_pod("train", NAMESPACE, "l4-2", 1)
+    fleet = Fleet(
+        [gpu_node("l4-1"), gpu_node("l4-2")], [service], pods=[watched], namespaces=(NAMESPACE,)
+    )
+    # Another team's job, invisible to kopf's namespaced pods index; the watched pod is
+    # listed too and must be counted once.
+    fleet.kube.cluster_pods = [gpu_pod("finetune", "ml-research", "l4-1", 4), watched]
+    await fleet.run_pass(force=True)
+
+    assert available_gpus(fleet) == 3
+    feasible = fleet.condition("Feasible")
+    assert feasible["status"] == "False" and feasible["reason"] == "NoCapacity", feasible
+    assert not fleet.kube.deployments()
+
+    # The job ends: the next pass sees the GPUs free and plans.
+    fleet.kube.cluster_pods = [watched]
+    await fleet.run_pass(force=True)
+    assert available_gpus(fleet) == 7
+    assert fleet.condition("Feasible")["status"] == "True"
+
+
+async def test_namespaced_mode_keeps_the_last_pod_list_when_listing_fails() -> None:
+    fleet = Fleet([gpu_node("l4-1"), gpu_node("l4-2")], [llmservice()], namespaces=(NAMESPACE,))
+    fleet.kube.cluster_pods = [gpu_pod("finetune", "ml-research", "l4-1", 4)]
+    await fleet.run_pass(force=True)
+    assert available_gpus(fleet) == 4
+    fleet.kube.pods_error = KubeError("list Pods in all namespaces", 0, "connection reset")
+    await fleet.run_pass(force=True)
+    assert available_gpus(fleet) == 4
+
+
+async def test_clusterwide_mode_reads_pods_from_the_index_only() -> None:
+    fleet = Fleet(
+        [gpu_node("l4-1"), gpu_node("l4-2")],
+        [llmservice()],
+        pods=[gpu_pod("finetune", "ml-research", "l4-1", 4)],
+    )
+    await fleet.run_pass(force=True)
+    assert ("list-pods",) not in fleet.kube.calls
+    assert available_gpus(fleet) == 4

@@ -226,6 +226,23 @@ class Kube:
                 ),
             )
 
+    # -- the cluster's GPU pods ----------------------------------------------------------------
+
+    def list_active_pods(self) -> list[dict[str, Any]]:
+        """Every pod in every namespace that has not terminated (for the GPU inventory when
+        kopf watches only some namespaces). ``resourceVersion=0`` lets the API server answer
+        from its watch cache instead of etcd: a full pod LIST is the heaviest read we make."""
+        response = _call(
+            "list Pods in all namespaces",
+            lambda: self.core.list_pod_for_all_namespaces(
+                field_selector="status.phase!=Succeeded,status.phase!=Failed",
+                resource_version="0",
+                _preload_content=False,
+            ),
+        )
+        items: list[dict[str, Any]] = _json(response).get("items", [])
+        return items
+
     # -- status and events --------------------------------------------------------------------
 
     def patch_llmservice_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:

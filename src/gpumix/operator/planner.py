@@ -205,6 +205,8 @@ class PlannerState:
     # When the last pass started: a migration deadline at or before it has been acted on.
     last_pass_started: float | None = None
     apply_failures: dict[ServiceKey, ApplyFailure] = field(default_factory=dict)
+    # Namespaced mode: the GPU pods of the last successful all-namespaces LIST.
+    cluster_pods: tuple[inventory.PodRecord, ...] | None = None
 
 
 class FleetPlanner:
@@ -287,11 +289,16 @@ class FleetPlanner:
 
     # -- one pass -----------------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, cluster_pods: Sequence[inventory.PodRecord] = ()) -> Snapshot:
+        """The indices now; ``cluster_pods`` adds GPU pods the pods index does not see."""
         services = indexes.values(self.indices.get(indexes.SERVICES_INDEX))
         pool_records = indexes.values(self.indices.get(indexes.POOLS_INDEX))
         nodes = indexes.values(self.indices.get(indexes.NODES_INDEX))
-        pods = indexes.values(self.indices.get(indexes.PODS_INDEX))
+        indexed: list[inventory.PodRecord] = indexes.values(self.indices.get(indexes.PODS_INDEX))
+        # The index follows the watch, so its copy of a pod listed both ways is the fresher.
+        by_name = {(pod.namespace, pod.name): pod for pod in cluster_pods}
+        by_name.update({(pod.namespace, pod.name): pod for pod in indexed})
+        pods = list(by_name.values())
         gpupools = [record.resource for record in pool_records if record.resource is not None]
         return Snapshot(
             services=tuple(sorted(services, key=lambda r: (r.namespace, r.name))),
@@ -299,9 +306,34 @@ class FleetPlanner:
             pools=inventory.build_inventory(gpupools, nodes, pods, self.config.inventory),
         )
 
+    async def cluster_gpu_pods(self) -> list[inventory.PodRecord]:
+        """GPU pods in every namespace, when kopf watches only some (``--namespace``).
+
+        kopf narrows namespaced watches, the pods index included, to the operator's
+        namespaces; but nodes are shared, and GPUs that other teams' pods hold are not free.
+        A failed LIST falls back to the last good one, else to the index alone.
+        """
+        if self.config.clusterwide:
+            return []
+        try:
+            bodies = await asyncio.to_thread(self.kube.list_active_pods)
+        except KubeError as error:
+            logger.warning(
+                "cannot list pods in all namespaces (%s): GPUs held by pods outside %s %s",
+                error,
+                ", ".join(self.config.namespaces),
+                "are counted as of the last good list"
+                if self.state.cluster_pods is not None
+                else "are counted as free",
+            )
+            return list(self.state.cluster_pods or ())
+        records = [record for body in bodies if (record := inventory.pod_record(body))]
+        self.state.cluster_pods = tuple(records)
+        return records
+
     async def run_pass(self, *, force_solve: bool = False) -> None:
         self.state.last_pass_started = self.monotonic()
-        snapshot = self.snapshot()
+        snapshot = self.snapshot(await self.cluster_gpu_pods())
         await self.plan(snapshot, force=force_solve)
         for record in snapshot.services:
             try:

@@ -402,3 +402,27 @@ async def test_clusterwide_mode_reads_pods_from_the_index_only() -> None:
     await fleet.run_pass(force=True)
     assert ("list-pods",) not in fleet.kube.calls
     assert available_gpus(fleet) == 4
+
+
+# -- discovered pools ---------------------------------------------------------------------------
+
+
+async def test_pods_of_an_unlabelled_discovered_pool_stay_off_labelled_spot_nodes() -> None:
+    # No GPUPools: an L4 node without a capacity label (on-demand) and a labelled spot L4.
+    # The on-demand pool's selector alone would also match the spot node, so its pods must
+    # refuse nodes that carry a capacity-type label.
+    on_demand = gpu_node("l4-plain")
+    del on_demand["metadata"]["labels"]["karpenter.sh/capacity-type"]
+    fleet = Fleet(
+        [on_demand, gpu_node("l4-spot")],
+        [llmservice(placement={"capacityTypes": ["on-demand"], "minReplicas": 1})],
+    )
+    await fleet.run_pass(force=True)
+
+    deployments = [o for (kind, _, _), o in fleet.kube.objects.items() if kind == "Deployment"]
+    assert deployments, fleet.kube.statuses
+    for deployment in deployments:
+        affinity = deployment["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+        terms = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        keys = {(e["key"], e["operator"]) for term in terms for e in term["matchExpressions"]}
+        assert ("karpenter.sh/capacity-type", "DoesNotExist") in keys

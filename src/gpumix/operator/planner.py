@@ -642,6 +642,7 @@ class FleetPlanner:
                 capacity_type=pool.definition.capacity_type,
                 node_selector=pool.definition.node_selector,
                 tolerations=pool.definition.tolerations,
+                excluded_label_keys=pool.definition.excluded_label_keys,
             )
             for pool in snapshot.pools
         }

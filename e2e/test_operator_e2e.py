@@ -524,6 +524,22 @@ def test_operator_restart_writes_nothing(
     assert after == before, "a restarted operator rewrote objects that had not changed"
 
 
+def test_a_deployment_scaled_by_hand_is_scaled_back(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    kubectl.apply(llmservice("pinned", namespace))
+    service = wait_for("pinned Ready", lambda: is_ready(kubectl, namespace, "pinned"))
+    entry = service["status"]["plan"][0]
+    kubectl.run("scale", "deployment", entry["deployment"], "-n", namespace, "--replicas=0")
+
+    def restored() -> bool:
+        deployment = kubectl.json("deployment", entry["deployment"], "-n", namespace)
+        return bool(deployment["spec"]["replicas"] == entry["replicas"])
+
+    wait_for("gpumix to put the planned replica count back", restored)
+    kubectl.run("delete", "llmsvc", "pinned", "-n", namespace)
+
+
 def test_deleting_the_service_garbage_collects_its_children(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str
 ) -> None:

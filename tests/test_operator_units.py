@@ -200,6 +200,15 @@ def test_changed_hash_is_applied() -> None:
     assert [obj["metadata"]["name"] for obj in actions.apply] == ["a"]
 
 
+def test_a_deployment_scaled_by_hand_is_scaled_back() -> None:
+    actions = reconcile.decide(
+        [desired("Deployment", "a", "h1", replicas=3)],
+        [child("Deployment", "a", "h1", replicas=0, ready=0)],
+        deadline_passed=False,
+    )
+    assert [obj["spec"]["replicas"] for obj in actions.apply] == [3]
+
+
 def test_obsolete_children_wait_for_the_new_ones() -> None:
     actual = [child("Deployment", "old", "h0", ready=1), child("Service", "old", "s0")]
     wanted = [desired("Deployment", "new", "h1"), desired("Service", "new", "s1")]

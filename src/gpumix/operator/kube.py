@@ -71,6 +71,13 @@ def _json(response: Any) -> dict[str, Any]:
     return data
 
 
+def _scaled_by_hand(live: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+    if obj.get("kind") != "Deployment":
+        return False
+    wanted = (obj.get("spec") or {}).get("replicas")
+    return wanted is not None and (live.get("spec") or {}).get("replicas") != wanted
+
+
 def _spec_hash(obj: Mapping[str, Any]) -> str | None:
     annotations: Mapping[str, str] = (obj.get("metadata") or {}).get("annotations") or {}
     return annotations.get(SPEC_HASH_ANNOTATION)
@@ -113,7 +120,8 @@ class Kube:
         return children
 
     def apply(self, obj: Mapping[str, Any]) -> str:
-        """Create ``obj`` or replace the live one when the spec hashes differ.
+        """Create ``obj`` or replace the live one when the spec hashes differ (or a
+        Deployment's replica count was changed by hand: the plan owns it).
 
         Returns "created", "replaced" or "unchanged".
         """
@@ -131,7 +139,7 @@ class Kube:
                     if error.status == 409:  # created meanwhile: compare with that one
                         continue
                     raise
-            if _spec_hash(live) == _spec_hash(obj):
+            if _spec_hash(live) == _spec_hash(obj) and not _scaled_by_hand(live, obj):
                 return "unchanged"
             body = json.loads(json.dumps(obj))
             body["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")

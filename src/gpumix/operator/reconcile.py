@@ -1,10 +1,10 @@
 """Desired versus actual children of one LLMService → the writes that close the gap.
 
-Pure. Writes happen only where the spec-hash annotation differs. Plan changes are
-make-before-break, kept as state rather than a blocking wait: every pass applies the desired
-objects, and removes obsolete ones only once every desired Deployment is ready or the migration
-deadline has passed. A later pass (woken by a Deployment becoming ready, or by the deadline)
-finishes the job.
+Pure. Writes happen only where the spec-hash annotation differs, or where a Deployment's replica
+count was changed by hand. Plan changes are make-before-break, kept as state rather than a
+blocking wait: every pass applies the desired objects, and removes obsolete ones only once every
+desired Deployment is ready or the migration deadline has passed. A later pass (woken by a
+Deployment becoming ready, or by the deadline) finishes the job.
 """
 
 from __future__ import annotations
@@ -58,6 +58,14 @@ def desired_hash(obj: Mapping[str, Any]) -> str | None:
     return annotations.get(SPEC_HASH_ANNOTATION)
 
 
+def _replicas_drifted(obj: Mapping[str, Any], current: Child) -> bool:
+    """A Deployment scaled by hand (``kubectl scale``) keeps its spec hash; gpumix owns the
+    replica count (it is the plan), so it puts it back."""
+    if obj["kind"] != DEPLOYMENT:
+        return False
+    return current.replicas != int(obj["spec"].get("replicas") or 0)
+
+
 @dataclass(frozen=True)
 class Actions:
     apply: tuple[Mapping[str, Any], ...]
@@ -90,6 +98,7 @@ def decide(
         for obj in desired
         if (current := actual_by_key.get(_desired_key(obj))) is None
         or current.spec_hash != desired_hash(obj)
+        or _replicas_drifted(obj, current)
     )
 
     not_ready: list[str] = []

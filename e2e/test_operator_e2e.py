@@ -540,6 +540,24 @@ def test_a_deployment_scaled_by_hand_is_scaled_back(
     kubectl.run("delete", "llmsvc", "pinned", "-n", namespace)
 
 
+def test_without_gpupools_pools_are_discovered_from_node_labels(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    # No GPUPool objects: GPU type from nvidia.com/gpu.product, capacity type from
+    # karpenter.sh/capacity-type, GPUs from allocatable, prices from the catalogue.
+    kubectl.run("delete", "gpupools", "--all")
+    try:
+        kubectl.apply(llmservice("found", namespace, placement={"gpuTypes": ["L4"]}))
+        service = wait_for(
+            "found Ready on discovered pools", lambda: is_ready(kubectl, namespace, "found")
+        )
+        assert {entry["pool"] for entry in service["status"]["plan"]} == {"l4-spot"}
+        assert ready_pods_by_gpu(kubectl, namespace, "found").keys() == {"NVIDIA-L4"}
+        kubectl.run("delete", "llmsvc", "found", "-n", namespace)
+    finally:
+        kubectl.run("apply", "-f", str(REPO / "examples" / "gpupools.yaml"))
+
+
 def test_deleting_the_service_garbage_collects_its_children(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str
 ) -> None:

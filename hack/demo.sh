@@ -22,6 +22,12 @@ step "Offline: what would the example services cost on the example fleet?"
 "$GPUMIX" plan -f examples/llmservice-chat.yaml -f examples/llmservice-70b.yaml \
   --fleet examples/fleet.yaml -o table || true
 
+if ! command -v kubectl >/dev/null 2>&1; then
+  # No kubectl installed: use the one built from the same Go modules as the control plane.
+  kubectl_path=$("$GPUMIX" dev-cluster build kubectl | awk '$1 == "kubectl" {print $2}')
+  export PATH="$(dirname "$kubectl_path"):$PATH"
+fi
+
 step "Dev cluster (real kube-apiserver, etcd, scheduler, controller-manager; kwok GPU nodes)"
 "$GPUMIX" dev-cluster up --fleet examples/fleet-sim.yaml --state-dir "$STATE_DIR/cluster"
 export KUBECONFIG="$KUBECONFIG_PATH"

@@ -61,6 +61,14 @@ KUBERNETES = Component(
     ),
     gomod="kubernetes",
 )
+# kubectl for the tests and the demo, built only on machines that have none installed.
+KUBECTL = Component(
+    name="kubectl",
+    version=KUBERNETES_VERSION,
+    binaries=("kubectl",),
+    packages=("k8s.io/kubernetes/cmd/kubectl",),
+    gomod="kubernetes",
+)
 ETCD = Component(
     name="etcd",
     version=ETCD_VERSION,
@@ -80,7 +88,7 @@ HELM = Component(
     binaries=("helm",),
     packages=(f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}",),
 )
-COMPONENTS: dict[str, Component] = {c.name: c for c in (KUBERNETES, ETCD, KWOK, HELM)}
+COMPONENTS: dict[str, Component] = {c.name: c for c in (KUBERNETES, ETCD, KWOK, HELM, KUBECTL)}
 # What `dev-cluster up` runs; helm is cached here for the chart tests, not started.
 CLUSTER_COMPONENTS = (ETCD, KUBERNETES, KWOK)
 
@@ -175,7 +183,7 @@ class Binaries:
             # Static binaries: they run on any Linux without a matching libc.
             env = {**os.environ, "CGO_ENABLED": "0"}
             ldflags = ["-s", "-w"]
-            if component is KUBERNETES:
+            if component.gomod == "kubernetes":
                 build_date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 ldflags += kubernetes_version_ldflags(component.version, build_date)
             common = ["-trimpath", "-v", "-ldflags", " ".join(ldflags)]

@@ -141,7 +141,7 @@ def render_wrapper_gomod(
 
 
 def kubernetes_wrapper_gomod(kubernetes_gomod: str, kubernetes_version: str) -> str:
-    """Wrapper go.mod for kube-apiserver, kube-controller-manager and kube-scheduler."""
+    """Wrapper go.mod for kube-apiserver, kube-controller-manager, kube-scheduler and kubectl."""
     return render_wrapper_gomod(
         module="gpumix.io/devcluster/kubernetes",
         requires={"k8s.io/kubernetes": kubernetes_version},
@@ -150,6 +150,9 @@ def kubernetes_wrapper_gomod(kubernetes_gomod: str, kubernetes_version: str) -> 
             "k8s.io/kubernetes/cmd/kube-apiserver",
             "k8s.io/kubernetes/cmd/kube-controller-manager",
             "k8s.io/kubernetes/cmd/kube-scheduler",
+            # Built only where no kubectl is installed (tests and the demo drive the cluster
+            # with it): the same pinned version as the control plane.
+            "k8s.io/kubernetes/cmd/kubectl",
         ],
     )
 

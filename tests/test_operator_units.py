@@ -234,6 +234,32 @@ def test_deadline_ends_the_wait() -> None:
     assert [c.name for c in actions.delete] == ["old"] and not actions.migrating
 
 
+def test_past_the_deadline_old_deployments_go_one_at_a_time_least_serving_first() -> None:
+    # The new plan is still not ready at the deadline: remove one old Deployment (the one
+    # serving least) and its Service, keep the other serving; the next step waits for a new
+    # deadline (the planner's clock follows obsolete_deployments).
+    wanted = [desired("Deployment", "new", "h1", replicas=2), desired("Service", "new", "s1")]
+    actual = [
+        child("Deployment", "old-a", "h0", replicas=2, ready=2),
+        child("Service", "old-a", "s0"),
+        child("Deployment", "old-b", "h0", replicas=1, ready=0),
+        child("Service", "old-b", "s0"),
+        child("Deployment", "new", "h1", replicas=2, ready=0),
+        child("Service", "new", "s1"),
+    ]
+    assert reconcile.obsolete_deployments(wanted, actual) == ("old-a", "old-b")
+    step = reconcile.decide(wanted, actual, deadline_passed=True)
+    assert {(c.kind, c.name) for c in step.delete} == {
+        ("Deployment", "old-b"),
+        ("Service", "old-b"),
+    }
+    assert {c.name for c in step.kept} == {"old-a"} and step.migrating
+
+    remaining = [c for c in actual if c.name != "old-b"]
+    assert reconcile.obsolete_deployments(wanted, remaining) == ("old-a",)
+    assert reconcile.decide(wanted, remaining, deadline_passed=False).delete == ()
+
+
 def test_partially_ready_deployment_is_not_ready() -> None:
     actions = reconcile.decide(
         [desired("Deployment", "new", "h1", replicas=3)],

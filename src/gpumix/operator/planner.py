@@ -617,6 +617,9 @@ class FleetPlanner:
         desired: list[dict[str, Any]],
         actual: list[reconcile.Child],
     ) -> reconcile.Actions:
+        # The clock restarts whenever an obsolete Deployment goes, so each step of a migration
+        # that missed its deadline gets a full timeout of its own.
+        fingerprint = f"{fingerprint}|{','.join(reconcile.obsolete_deployments(desired, actual))}"
         clock = self.state.clocks.get(key)
         deadline_passed = (
             clock is not None

@@ -2,8 +2,9 @@
 
 Pure. Writes happen only where the spec-hash annotation differs, or where a Deployment's replica
 count was changed by hand. Plan changes are make-before-break, kept as state rather than a
-blocking wait: every pass applies the desired objects, and removes obsolete ones only once every
-desired Deployment is ready or the migration deadline has passed. A later pass (woken by a
+blocking wait: every pass applies the desired objects, and removes obsolete ones once every
+desired Deployment is ready; when the migration deadline passes first, it removes them one
+Deployment per deadline (see ``_migration_step``). A later pass (woken by a
 Deployment becoming ready, or by the deadline) finishes the job.
 """
 
@@ -121,9 +122,44 @@ def decide(
     )
     if not obsolete:
         return Actions(to_apply, (), tuple(not_ready), ())
-    if not not_ready or deadline_passed:
+    if not not_ready:
         return Actions(to_apply, obsolete, tuple(not_ready), ())
+    if deadline_passed:
+        step = _migration_step(obsolete)
+        kept = tuple(child for child in obsolete if child not in step)
+        return Actions(to_apply, step, tuple(not_ready), kept)
     return Actions(to_apply, (), tuple(not_ready), obsolete)
+
+
+def _migration_step(obsolete: tuple[Child, ...]) -> tuple[Child, ...]:
+    """What to remove when the new plan is still not ready at the deadline: one obsolete
+    Deployment (and its Service), the one serving least, not all of them.
+
+    The new pods may be waiting for exactly those GPUs (a move within a full pool), so
+    something must go; one at a time, each step with a fresh deadline (the planner's clock
+    follows the set of obsolete Deployments), keeps the rest of the old plan serving while the
+    new one comes up, and bounds what a new configuration that never becomes ready can take
+    down per migration timeout.
+    """
+    deployments = [child for child in obsolete if child.kind == DEPLOYMENT]
+    if not deployments:
+        return obsolete  # only Services left: they serve nothing without their pods
+    first = min(deployments, key=lambda child: (child.ready_replicas, child.replicas, child.name))
+    return tuple(child for child in obsolete if child.name == first.name)
+
+
+def obsolete_deployments(
+    desired: Sequence[Mapping[str, Any]], actual: Sequence[Child]
+) -> tuple[str, ...]:
+    """Names of live Deployments the desired state no longer has (the migration's progress)."""
+    desired_keys = {_desired_key(obj) for obj in desired}
+    return tuple(
+        sorted(
+            child.name
+            for child in actual
+            if child.kind == DEPLOYMENT and _key(child.kind, child.name) not in desired_keys
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -306,12 +306,9 @@ def _capacity_from_value(key: str, value: str) -> str:
         return SPOT if normalised == "true" else ON_DEMAND
     if key == EKS_CAPACITY_LABEL:
         return SPOT if normalised == "spot" else ON_DEMAND
-    if key == KARPENTER_CAPACITY_LABEL:
-        if normalised == "spot":
-            return SPOT
-        return RESERVED if normalised in ("reserved", "capacity-block") else ON_DEMAND
-    # Any other configured key: a capacity-type name, or a boolean "is spot" label like GKE's
-    # (e.g. cloud.google.com/gke-preemptible=true).
+    # Karpenter's values (spot, on-demand, reserved, capacity-block) and any other configured
+    # key: a capacity-type name, or a boolean "is spot" label like GKE's (e.g.
+    # cloud.google.com/gke-preemptible=true).
     if normalised in ("spot", "preemptible", "true"):
         return SPOT
     return RESERVED if normalised in ("reserved", "capacity-block") else ON_DEMAND

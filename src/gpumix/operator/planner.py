@@ -716,19 +716,18 @@ class FleetPlanner:
                     logger.warning("GPUPool %s status: %s", record.name, error)
 
 
-def _condition_reason(previous: Any, kind: str) -> tuple[str, str] | None:
+def _condition(previous: Any, kind: str) -> Any | None:
+    """The condition of type ``kind`` in a previous status, if any."""
     if previous is None:
         return None
-    for condition in previous.conditions:
-        if condition.type == kind:
-            return str(condition.reason), str(condition.message)
-    return None
+    return next((c for c in previous.conditions if c.type == kind), None)
+
+
+def _condition_reason(previous: Any, kind: str) -> tuple[str, str] | None:
+    found = _condition(previous, kind)
+    return None if found is None else (str(found.reason), str(found.message))
 
 
 def _condition_status(previous: Any, kind: str) -> str | None:
-    if previous is None:
-        return None
-    for condition in previous.conditions:
-        if condition.type == kind:
-            return str(condition.status)
-    return None
+    found = _condition(previous, kind)
+    return None if found is None else str(found.status)

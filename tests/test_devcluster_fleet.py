@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,13 @@ import pytest
 
 from gpumix.devcluster import gomod
 from gpumix.devcluster.cluster import default_fleet_path
-from gpumix.devcluster.fleet import fleet_nodes, load_fleet, node_manifest, parse_fleet
+from gpumix.devcluster.fleet import (
+    fleet_nodes,
+    free_pod_cidrs,
+    load_fleet,
+    node_manifest,
+    parse_fleet,
+)
 from gpumix.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,7 +185,7 @@ def test_control_plane_listens_on_loopback_only(tmp_path: Path) -> None:
     from gpumix.devcluster.certs import CertPaths
     from gpumix.devcluster.cluster import Ports, component_argvs
 
-    ports = Ports(2379, 2380, 6443, 10257, 10259, 10247)
+    ports = Ports(2379, 2380, 6443, 10257, 10259, 10247, 9090)
     binaries = {
         name: f"/bin/{name}"
         for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -205,3 +212,18 @@ def test_control_plane_listens_on_loopback_only(tmp_path: Path) -> None:
     # kwok must leave nodes it was not asked to simulate alone.
     assert "--manage-all-nodes=false" in argvs["kwok"]
     assert "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake" in argvs["kwok"]
+    # Pods on a node without a podCIDR still get a loopback IP, never kwok's 10.0.0.0/24.
+    cidr = next(arg.split("=", 1)[1] for arg in argvs["kwok"] if arg.startswith("--cidr="))
+    assert ipaddress.ip_network(cidr, strict=False).subnet_of(ipaddress.ip_network("127.0.0.0/8"))
+
+
+def test_every_node_gets_its_own_loopback_pod_cidr() -> None:
+    fleet = load_fleet(EXAMPLE_FLEET)
+    nodes = fleet_nodes(fleet)
+    cidrs = [node["spec"]["podCIDR"] for node in nodes]
+    assert len(set(cidrs)) == len(nodes)
+    loopback = ipaddress.ip_network("127.0.0.0/8")
+    assert all(ipaddress.ip_network(cidr).subnet_of(loopback) for cidr in cidrs)
+    # A node added later never takes a CIDR a live node holds.
+    fresh = next(iter(free_pod_cidrs(cidrs)))
+    assert fresh not in cidrs and ipaddress.ip_network(fresh).subnet_of(loopback)

@@ -31,6 +31,9 @@ KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
+# Prometheus 3's Go module versions are v0.3xx.y (3.16 is v0.316.0). Debian ships 2.42, which
+# has no Kubernetes service discovery, so it is built too.
+PROMETHEUS_VERSION = "v0.316.0"
 
 PROGRESS_INTERVAL_SECONDS = 20.0
 
@@ -44,6 +47,7 @@ class Component:
     binaries: tuple[str, ...]
     packages: tuple[str, ...]
     gomod: str | None = None  # wrapper module directory under gomod/, else `go install @version`
+    tags: tuple[str, ...] = ()  # Go build tags
 
     @property
     def cache_name(self) -> str:
@@ -88,9 +92,20 @@ HELM = Component(
     binaries=("helm",),
     packages=(f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}",),
 )
-COMPONENTS: dict[str, Component] = {c.name: c for c in (KUBERNETES, ETCD, KWOK, HELM, KUBECTL)}
+# Only Kubernetes discovery is compiled in: the other service discoveries pull in every cloud's
+# SDK and double a build that already takes minutes.
+PROMETHEUS = Component(
+    name="prometheus",
+    version=PROMETHEUS_VERSION,
+    binaries=("prometheus",),
+    packages=(f"github.com/prometheus/prometheus/cmd/prometheus@{PROMETHEUS_VERSION}",),
+    tags=("remove_all_sd", "enable_kubernetes_sd"),
+)
+COMPONENTS: dict[str, Component] = {
+    c.name: c for c in (KUBERNETES, ETCD, KWOK, PROMETHEUS, HELM, KUBECTL)
+}
 # What `dev-cluster up` runs; helm is cached here for the chart tests, not started.
-CLUSTER_COMPONENTS = (ETCD, KUBERNETES, KWOK)
+CLUSTER_COMPONENTS = (ETCD, KUBERNETES, KWOK, PROMETHEUS)
 
 
 def default_cache_dir() -> Path:
@@ -187,6 +202,8 @@ class Binaries:
                 build_date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 ldflags += kubernetes_version_ldflags(component.version, build_date)
             common = ["-trimpath", "-v", "-ldflags", " ".join(ldflags)]
+            if component.tags:
+                common += ["-tags", ",".join(component.tags)]
             if component.gomod is not None:
                 module = resources.files("gpumix.devcluster") / "gomod" / component.gomod
                 for name in ("go.mod", "go.sum"):

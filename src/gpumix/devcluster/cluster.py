@@ -24,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,14 +32,32 @@ from typing import Any
 
 import yaml
 
-from gpumix.devcluster import DevClusterError
+from gpumix.devcluster import DevClusterError, prometheus
 from gpumix.devcluster import certs as certs_module
 from gpumix.devcluster.binaries import CLUSTER_COMPONENTS, Binaries
-from gpumix.devcluster.fleet import POOL_LABEL, Fleet, NodePool, load_fleet, node_manifest
+from gpumix.devcluster.fleet import (
+    POOL_LABEL,
+    Fleet,
+    NodePool,
+    free_pod_cidrs,
+    load_fleet,
+    node_manifest,
+)
 from gpumix.devcluster.processes import ProcessTable, free_port
 
 # Start order; `down` stops in reverse so nothing loses its API server or store mid-shutdown.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "prometheus",
+    "pod-runner",
+)
+# Pods on nodes without a podCIDR (none of the fleet's) still get loopback IPs, never kwok's
+# default 10.0.0.0/24; outside fleet.POD_NETWORK so the two never hand out the same address.
+KWOK_FALLBACK_POD_CIDR = "127.63.0.1/16"
 APISERVER_READY_SECONDS = 120.0
 NODES_READY_SECONDS = 120.0
 CLUSTER_NAME = "gpumix-dev"
@@ -67,11 +85,12 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
+    prometheus: int
 
     @classmethod
     def allocate(cls) -> Ports:
         ports: list[int] = []
-        while len(ports) < 6:
+        while len(ports) < 7:
             port = free_port()
             if port not in ports:
                 ports.append(port)
@@ -150,6 +169,13 @@ class DevCluster:
             return Ports(**json.loads(self._state_file.read_text())["ports"])
         except FileNotFoundError:
             return None
+        except TypeError:  # a state file of an older gpumix: restart the cluster whole
+            return None
+
+    @property
+    def prometheus_url(self) -> str | None:
+        ports = self._ports()
+        return f"http://127.0.0.1:{ports.prometheus}" if ports is not None else None
 
     # ----- lifecycle ---------------------------------------------------------------------------
 
@@ -218,9 +244,17 @@ class DevCluster:
         # and service-account tokens no longer match anything that is running.
         etcd_data = self.state_dir / "etcd-data"
         shutil.rmtree(etcd_data, ignore_errors=True)
+        shutil.rmtree(self.state_dir / "prometheus-data", ignore_errors=True)
         argvs = component_argvs(
             binaries, ports, pki, self.state_dir, kubeconfigs, etcd_data=etcd_data
         )
+        argvs["prometheus"] = self._prometheus_argv(binaries["prometheus"], ports)
+        argvs["pod-runner"] = [
+            sys.executable,
+            "-m",
+            "gpumix.devcluster.podrunner",
+            f"--kubeconfig={self.kubeconfig}",
+        ]
 
         self.log(f"starting etcd on 127.0.0.1:{ports.etcd_client}")
         self.processes.start("etcd", argvs["etcd"])
@@ -236,6 +270,35 @@ class DevCluster:
             lambda: self._https_ok(ports.controller_manager, "/healthz"),
         )
         self._wait("kube-scheduler", lambda: self._https_ok(ports.scheduler, "/healthz"))
+        self.log(f"starting prometheus on 127.0.0.1:{ports.prometheus}")
+        self.processes.start("prometheus", argvs["prometheus"])
+        self.log("starting the pod runner (simulators behind gpumix's pods)")
+        self.processes.start("pod-runner", argvs["pod-runner"])
+        self._wait(
+            "prometheus", lambda: self._http_ok(f"http://127.0.0.1:{ports.prometheus}/-/ready")
+        )
+
+    def stop_prometheus(self) -> bool:
+        """Stop Prometheus alone (a metrics outage); ``start_prometheus`` brings it back."""
+        return self.processes.stop("prometheus")
+
+    def start_prometheus(self) -> None:
+        ports = self._ports()
+        if ports is None:
+            raise DevClusterError("the dev cluster is not running")
+        if self.processes.running("prometheus") is None:
+            binary = str(self.binaries.path("prometheus"))
+            self.processes.start("prometheus", self._prometheus_argv(binary, ports))
+        self._wait(
+            "prometheus", lambda: self._http_ok(f"http://127.0.0.1:{ports.prometheus}/-/ready")
+        )
+
+    def _prometheus_argv(self, binary: str, ports: Ports) -> list[str]:
+        config_file = self.state_dir / "prometheus.yml"
+        config_file.write_text(prometheus.config_text(self.kubeconfig))
+        return prometheus.argv(
+            binary, config_file, self.state_dir / "prometheus-data", ports.prometheus
+        )
 
     def _wait(self, name: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -291,6 +354,8 @@ class DevCluster:
                 ),
                 "kube-scheduler": lambda: self._https_ok(ports.scheduler, "/healthz"),
                 "kwok": lambda: self._http_ok(f"http://127.0.0.1:{ports.kwok}/healthz"),
+                "prometheus": lambda: self._http_ok(f"http://127.0.0.1:{ports.prometheus}/-/ready"),
+                "pod-runner": lambda: True,  # no port of its own: running is healthy
             }
         report = []
         for name in COMPONENTS:
@@ -321,25 +386,33 @@ class DevCluster:
             if node.metadata.name.startswith(prefix) and node.metadata.name[len(prefix) :].isdigit()
         }
 
+    @staticmethod
+    def _free_pod_cidrs(core: Any) -> Iterator[str]:
+        # kwok reuses a deleted node's pod IPs at once; a new node takes a /24 no live node has.
+        used = [node.spec.pod_cidr for node in core.list_node().items if node.spec.pod_cidr]
+        return iter(free_pod_cidrs(used))
+
     def ensure_nodes(self) -> None:
         """Create the fleet's nodes that do not exist yet (never deletes any)."""
         core = self.core_api()
+        cidrs = self._free_pod_cidrs(core)
         for pool in self.fleet.pools:
             existing = self._existing_indices(core, pool)
             for index in range(pool.nodes):
                 if index not in existing:
-                    core.create_node(node_manifest(pool, index))
+                    core.create_node(node_manifest(pool, index, next(cidrs)))
 
     def add_nodes(self, pool_name: str, count: int) -> list[str]:
         """Create ``count`` more nodes of a fleet pool; returns their names."""
         pool = self.fleet.pool(pool_name)
         core = self.core_api()
         existing = self._existing_indices(core, pool)
+        cidrs = self._free_pod_cidrs(core)
         names: list[str] = []
         index = 0
         while len(names) < count:
             if index not in existing:
-                manifest = node_manifest(pool, index)
+                manifest = node_manifest(pool, index, next(cidrs))
                 core.create_node(manifest)
                 names.append(manifest["metadata"]["name"])
             index += 1
@@ -501,6 +574,7 @@ def component_argvs(
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-ip=127.0.0.1",
             "--node-lease-duration-seconds=40",
+            f"--cidr={KWOK_FALLBACK_POD_CIDR}",
             f"--server-address=127.0.0.1:{ports.kwok}",
         ],
     }

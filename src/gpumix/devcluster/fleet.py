@@ -21,7 +21,9 @@ pod readiness) because of the ``kwok.x-k8s.io/node: fake`` annotation.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,12 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 PODS_PER_NODE = 110
 DEFAULT_CPU_PER_GPU = 16
 DEFAULT_MEMORY_GIB_PER_GPU = 128
+
+# Pod IPs must be addresses of this machine: the network rule allows traffic to 127.0.0.0/8 only,
+# and the pod runner binds each pod's servers to its pod IP. Every node gets a /24 of this
+# range as its spec.podCIDR, and kwok hands out pod IPs from the node's podCIDR.
+POD_NETWORK = ipaddress.IPv4Network("127.64.0.0/10")
+NODE_POD_PREFIX = 24
 
 # RFC 1123 label: node names are built from the pool name, so it must be one.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?$")
@@ -216,8 +224,19 @@ def node_name(pool: NodePool, index: int) -> str:
     return f"{pool.name}-{index}"
 
 
-def node_manifest(pool: NodePool, index: int) -> dict[str, Any]:
-    """A complete Node object for node ``index`` of ``pool``, ready to create."""
+def free_pod_cidrs(used: Iterable[str]) -> Iterable[str]:
+    """The node pod CIDRs of POD_NETWORK not in ``used``, lowest first."""
+    taken = set(used)
+    for subnet in POD_NETWORK.subnets(new_prefix=NODE_POD_PREFIX):
+        if str(subnet) not in taken:
+            yield str(subnet)
+
+
+def node_manifest(pool: NodePool, index: int, pod_cidr: str | None = None) -> dict[str, Any]:
+    """A complete Node object for node ``index`` of ``pool``, ready to create.
+
+    ``pod_cidr`` (a /24 of POD_NETWORK, unique per node) becomes ``spec.podCIDR``; the cluster
+    picks free ones with :func:`free_pod_cidrs`."""
     name = node_name(pool, index)
     resources = {
         "cpu": pool.cpu,
@@ -251,12 +270,20 @@ def node_manifest(pool: NodePool, index: int) -> dict[str, Any]:
                 "node.alpha.kubernetes.io/ttl": "0",
             },
         },
-        "spec": {"taints": [dict(GPU_TAINT), *(dict(taint) for taint in pool.taints)]},
+        "spec": {
+            "taints": [dict(GPU_TAINT), *(dict(taint) for taint in pool.taints)],
+            **({"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]} if pod_cidr else {}),
+        },
         # kwok's node-initialize stage keeps these and fills in nodeInfo, conditions and phase.
         "status": {"capacity": dict(resources), "allocatable": dict(resources)},
     }
 
 
 def fleet_nodes(fleet: Fleet) -> list[dict[str, Any]]:
-    """Node objects for every node of every pool, in file order."""
-    return [node_manifest(pool, index) for pool in fleet.pools for index in range(pool.nodes)]
+    """Node objects for every node of every pool, in file order, each with its own pod CIDR."""
+    cidrs = iter(free_pod_cidrs(()))
+    return [
+        node_manifest(pool, index, next(cidrs))
+        for pool in fleet.pools
+        for index in range(pool.nodes)
+    ]

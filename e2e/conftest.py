@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from gpumix.devcluster.cluster import DevCluster
+from support import REPO, Kubectl, OperatorProcess
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +38,37 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster
         yield cluster
     finally:
         cluster.down()
+
+
+@pytest.fixture(scope="session")
+def kubectl(dev_cluster: DevCluster) -> Kubectl:
+    tool = Kubectl(dev_cluster.kubeconfig)
+    for crd in sorted((REPO / "crds").glob("*.yaml")):
+        tool.run("apply", "--server-side", "-f", str(crd))
+    tool.run("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    # Pools named like the simulated node pools, so planned pools and nodes can be compared.
+    tool.run("apply", "-f", str(REPO / "examples" / "gpupools.yaml"))
+    return tool
+
+
+@pytest.fixture(scope="session")
+def operator(
+    dev_cluster: DevCluster, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(
+        dev_cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log"
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        print(f"\n--- operator log tail ({process.log_path}) ---\n{process.log_tail()}")
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = "e2e-" + request.node.name.removeprefix("test_").replace("_", "-")[:40].strip("-")
+    kubectl.run("create", "namespace", name)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)

@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GPUMIX=${GPUMIX:-.venv/bin/gpumix}
+GPUMIX_PYTHON=${GPUMIX_PYTHON:-.venv/bin/python}
 STATE_DIR=${GPUMIX_DEMO_STATE_DIR:-$HOME/.cache/gpumix/demo}
 KUBECONFIG_PATH="$STATE_DIR/cluster/kubeconfig"
 OPERATOR_LOG="$STATE_DIR/operator.log"
@@ -29,7 +30,10 @@ if ! command -v kubectl >/dev/null 2>&1; then
 fi
 
 step "Dev cluster (real kube-apiserver, etcd, scheduler, controller-manager; kwok GPU nodes)"
-"$GPUMIX" dev-cluster up --fleet examples/fleet-sim.yaml --state-dir "$STATE_DIR/cluster"
+# `up` prints the KUBECONFIG and GPUMIX_PROMETHEUS_URL exports; show them and keep them.
+cluster_env=$("$GPUMIX" dev-cluster up --fleet examples/fleet-sim.yaml --state-dir "$STATE_DIR/cluster")
+echo "$cluster_env"
+eval "$cluster_env"
 export KUBECONFIG="$KUBECONFIG_PATH"
 
 step "CRDs and GPU pools"
@@ -66,10 +70,22 @@ step "vLLM Deployments per GPU type"
 kubectl get deployments -A -l app.kubernetes.io/managed-by=gpumix \
   -o custom-columns='NAMESPACE:.metadata.namespace,DEPLOYMENT:.metadata.name,GPU:.metadata.labels.gpumix\.io/gpu-type,CAPACITY:.metadata.labels.gpumix\.io/capacity-type,READY:.status.readyReplicas,REPLICAS:.spec.replicas,COST/H:.metadata.annotations.gpumix\.io/cost-per-hour'
 
+step "Live traffic: a burst to one vLLM simulator pod of each configuration, then Prometheus"
+for service in team-a/chat team-a/assistant-70b; do
+  "$GPUMIX_PYTHON" -m gpumix.devcluster.loadgen burst --kubeconfig "$KUBECONFIG_PATH" \
+    --prometheus "$GPUMIX_PROMETHEUS_URL" --namespace "${service%/*}" --service "${service#*/}"
+  echo
+done
+
 cat <<TXT
 
 gpumix is running. Look around:
   export KUBECONFIG=$KUBECONFIG_PATH
+  export GPUMIX_PROMETHEUS_URL=$GPUMIX_PROMETHEUS_URL
+  # per-configuration TTFT p90 over the last 5 minutes, from the simulators' vLLM histograms:
+  curl -s "\$GPUMIX_PROMETHEUS_URL/api/v1/query" --data-urlencode \\
+    'query=histogram_quantile(0.9, sum by (deployment, le) (rate(vllm:time_to_first_token_seconds_bucket[5m])))'
+  curl -s "\$GPUMIX_PROMETHEUS_URL/api/v1/targets?state=active"   # every gpumix pod, discovered
   kubectl get llmsvc -A -o wide            # plans, cost, readiness
   kubectl describe llmsvc -n team-a chat   # conditions and plan-change events
   kubectl get pods -A -o wide              # vLLM pods on simulated GPU nodes

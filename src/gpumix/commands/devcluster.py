@@ -14,7 +14,9 @@ def add_parser(subparsers: Any) -> None:
         help="run a local Kubernetes control plane with simulated GPU nodes (kwok)",
         description=(
             "Run etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on "
-            "127.0.0.1, with GPU nodes from a simulated-fleet file. Binaries are found on PATH "
+            "127.0.0.1, with GPU nodes from a simulated-fleet file, plus Prometheus and the pod "
+            "runner that serves a vLLM simulator on every gpumix pod's (loopback) IP. "
+            "Binaries are found on PATH "
             "or in KUBEBUILDER_ASSETS, else built from Go modules and cached in "
             "~/.cache/gpumix/bin."
         ),
@@ -48,13 +50,14 @@ def add_parser(subparsers: Any) -> None:
     status.set_defaults(run=run_status)
 
     build = actions.add_parser(
-        "build", help="build and cache the binaries (kubernetes, etcd, kwok, helm) ahead of time"
+        "build",
+        help="build and cache the binaries (kubernetes, etcd, kwok, prometheus, helm) ahead of time",
     )
     build.add_argument(
         "components",
         nargs="*",
         metavar="COMPONENT",
-        help="kubernetes, etcd, kwok, helm (default: all)",
+        help="kubernetes, etcd, kwok, prometheus, helm (default: all)",
     )
     build.set_defaults(run=run_build)
 
@@ -81,6 +84,7 @@ def run_up(args: argparse.Namespace) -> int:
     except DevClusterError as error:
         return _report(error)
     print(f"export KUBECONFIG={kubeconfig}")
+    print(f"export GPUMIX_PROMETHEUS_URL={cluster.prometheus_url}")
     return 0
 
 
@@ -114,6 +118,7 @@ def run_status(args: argparse.Namespace) -> int:
     for row in [headers, *rows]:
         print("  ".join(row[key].ljust(widths[key]) for key in headers).rstrip())
     print(f"\nexport KUBECONFIG={cluster.kubeconfig}")
+    print(f"export GPUMIX_PROMETHEUS_URL={cluster.prometheus_url}")
     return 0
 
 

@@ -1,0 +1,250 @@
+"""A bounded, open-loop load generator for the dev cluster (loopback targets only).
+
+Requests arrive as a Poisson process at ``rate`` per second with the service's class mix; each is
+a streaming chat completion whose prompt is sized to the class's input tokens (about four
+characters per token, the simulator's and the router's estimate) and whose ``max_tokens`` is
+the class's output tokens. It measures time to first token and end-to-end time per request, as
+a client would see them.
+
+Every load is bounded twice: by ``duration`` (no new request after it) and by ``max_requests``;
+each request has a timeout. Targets must be 127.0.0.0/8 addresses (the dev cluster's pod IPs and
+services), which :func:`require_loopback` enforces before anything is sent.
+
+``python -m gpumix.devcluster.loadgen burst`` is the demo's burst: a few requests to one pod of
+each of a service's configurations, then the per-configuration TTFT p90 and request count as
+Prometheus answers them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+CHARS_PER_TOKEN = 4
+REQUEST_TIMEOUT_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class RequestClass:
+    name: str
+    input_tokens: int
+    output_tokens: int
+    share: float
+
+
+@dataclass(frozen=True)
+class Result:
+    class_name: str
+    target: str
+    status: int  # 0: the connection failed
+    ttft_seconds: float | None
+    e2e_seconds: float
+
+
+def require_loopback(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"load targets must be 127.0.0.0/8 addresses, got {url!r}") from None
+    if address not in LOOPBACK:
+        raise ValueError(f"load targets must be 127.0.0.0/8 addresses, got {url!r}")
+    return url.rstrip("/")
+
+
+def prompt_of(tokens: int) -> str:
+    words = "the fleet serves tokens "  # 24 characters: about six tokens
+    return (words * (tokens * CHARS_PER_TOKEN // len(words) + 1))[: tokens * CHARS_PER_TOKEN]
+
+
+async def one_request(
+    client: httpx.AsyncClient,
+    target: str,
+    request_class: RequestClass,
+    model: str,
+    send_class_header: bool,
+) -> Result:
+    started = time.monotonic()
+    first: float | None = None
+    headers = {"x-gpumix-class": request_class.name} if send_class_header else {}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt_of(request_class.input_tokens)}],
+        "max_tokens": request_class.output_tokens,
+        "stream": True,
+    }
+    try:
+        async with client.stream(
+            "POST", f"{target}/v1/chat/completions", json=body, headers=headers
+        ) as response:
+            async for line in response.aiter_lines():
+                if first is None and line.startswith("data: ") and '"content"' in line:
+                    first = time.monotonic() - started
+            status = response.status_code
+    except httpx.HTTPError:
+        status = 0
+    return Result(request_class.name, target, status, first, time.monotonic() - started)
+
+
+async def run_load(
+    targets: Sequence[str],
+    classes: Sequence[RequestClass],
+    *,
+    rate: float,
+    duration: float,
+    max_requests: int,
+    model: str,
+    send_class_header: bool = False,
+    seed: int = 0,
+) -> list[Result]:
+    """Poisson arrivals at ``rate``/s for ``duration`` s (at most ``max_requests``), spread
+    uniformly over ``targets``; returns one Result per request once all have finished."""
+    checked = [require_loopback(target) for target in targets]
+    if not checked or not classes or rate <= 0:
+        return []
+    rng = random.Random(seed)
+    weights = [c.share for c in classes]
+    tasks: list[asyncio.Task[Result]] = []
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS, limits=limits) as client:
+        started = time.monotonic()
+        next_at = 0.0
+        while len(tasks) < max_requests:
+            next_at += rng.expovariate(rate)
+            if next_at > duration:
+                break
+            await asyncio.sleep(max(0.0, started + next_at - time.monotonic()))
+            request_class = rng.choices(classes, weights)[0]
+            target = rng.choice(checked)
+            tasks.append(
+                asyncio.create_task(
+                    one_request(client, target, request_class, model, send_class_header)
+                )
+            )
+        return list(await asyncio.gather(*tasks))
+
+
+# ----- the demo's burst ----------------------------------------------------------------------
+
+
+def _kubectl_json(kubeconfig: str, *args: str) -> Any:
+    import subprocess
+
+    output = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", "get", *args, "-o", "json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return json.loads(output)
+
+
+def _one_pod_per_deployment(kubeconfig: str, namespace: str, service: str) -> dict[str, str]:
+    pods = _kubectl_json(kubeconfig, "pods", "-n", namespace, "-l", f"gpumix.io/service={service}")
+    chosen: dict[str, str] = {}
+    for pod in pods["items"]:
+        deployment = pod["metadata"]["labels"].get("gpumix.io/deployment")
+        ip = pod["status"].get("podIP")
+        if deployment and ip and pod["status"].get("phase") == "Running":
+            port = pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+            chosen.setdefault(deployment, f"http://{ip}:{port}")
+    return chosen
+
+
+def _classes(kubeconfig: str, namespace: str, service: str) -> tuple[str, list[RequestClass]]:
+    body = _kubectl_json(kubeconfig, "llmsvc", service, "-n", namespace)
+    classes = body["spec"].get("workload", {}).get("classes") or [
+        {"name": "default", "inputTokens": 512, "outputTokens": 256, "share": 1}
+    ]
+    return service, [
+        RequestClass(c["name"], int(c["inputTokens"]), int(c["outputTokens"]), float(c["share"]))
+        for c in classes
+    ]
+
+
+def _promql(prometheus: str, query: str) -> dict[str, float]:
+    response = httpx.get(
+        f"{require_loopback(prometheus)}/api/v1/query", params={"query": query}, timeout=10
+    )
+    response.raise_for_status()
+    return {
+        row["metric"].get("deployment", ""): float(row["value"][1])
+        for row in response.json()["data"]["result"]
+    }
+
+
+def burst(args: argparse.Namespace) -> int:
+    targets = _one_pod_per_deployment(args.kubeconfig, args.namespace, args.service)
+    if not targets:
+        print(f"no Running pods of {args.namespace}/{args.service}", file=sys.stderr)
+        return 1
+    model, classes = _classes(args.kubeconfig, args.namespace, args.service)
+    print(
+        f"{args.namespace}/{args.service}: {args.requests} requests to one pod of each of "
+        f"{len(targets)} configurations (Poisson, {args.rate:g}/s per pod)"
+    )
+    results: list[Result] = []
+    for deployment, target in sorted(targets.items()):
+        results += asyncio.run(
+            run_load(
+                [target],
+                classes,
+                rate=args.rate,
+                duration=args.requests / args.rate * 3,
+                max_requests=args.requests,
+                model=model,
+            )
+        )
+    failed = sum(1 for r in results if r.status != 200)
+    print(f"  served {len(results) - failed}/{len(results)} requests")
+    # Two scrapes after the burst, so the counters Prometheus holds include all of it.
+    time.sleep(args.scrape_wait)
+    selector = f'namespace="{args.namespace}",service="{args.service}"'
+    ttft = _promql(
+        args.prometheus,
+        "histogram_quantile(0.9, sum by (deployment, le) "
+        f"(increase(vllm:time_to_first_token_seconds_bucket{{{selector}}}[5m])))",
+    )
+    count = _promql(
+        args.prometheus,
+        f"sum by (deployment) (increase(vllm:request_success_total{{{selector}}}[5m]))",
+    )
+    print(f"\n  Prometheus ({args.prometheus}), last 5 minutes:")
+    print(f"  {'DEPLOYMENT':<40} {'REQUESTS':>8} {'TTFT p90':>10}")
+    for deployment in sorted(set(ttft) | set(count)):
+        p90 = ttft.get(deployment)
+        shown = f"{p90 * 1000:.0f} ms" if p90 is not None and p90 == p90 else "-"
+        print(f"  {deployment:<40} {count.get(deployment, 0):>8.0f} {shown:>10}")
+    return 0 if failed == 0 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpumix.devcluster.loadgen")
+    actions = parser.add_subparsers(dest="action", required=True)
+    burst_parser = actions.add_parser("burst", help="a short burst to one pod per configuration")
+    burst_parser.add_argument("--kubeconfig", required=True)
+    burst_parser.add_argument("--prometheus", required=True, help="Prometheus URL (loopback)")
+    burst_parser.add_argument("--namespace", required=True)
+    burst_parser.add_argument("--service", required=True)
+    burst_parser.add_argument("--requests", type=int, default=12, help="per configuration")
+    burst_parser.add_argument("--rate", type=float, default=4.0, help="requests/s per pod")
+    burst_parser.add_argument("--scrape-wait", type=float, default=11.0)
+    args = parser.parse_args(argv)
+    return burst(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -51,7 +51,7 @@ def add_parser(subparsers: Any) -> None:
 
     build = actions.add_parser(
         "build",
-        help="build and cache the binaries (kubernetes, etcd, kwok, prometheus, helm) ahead of time",
+        help="build and cache the binaries (kubernetes, etcd, kwok, prometheus, helm) in advance",
     )
     build.add_argument(
         "components",

@@ -196,9 +196,9 @@ def burst(args: argparse.Namespace) -> int:
         f"{args.namespace}/{args.service}: {args.requests} requests to one pod of each of "
         f"{len(targets)} configurations (Poisson, {args.rate:g}/s per pod)"
     )
-    results: list[Result] = []
-    for deployment, target in sorted(targets.items()):
-        results += asyncio.run(
+
+    async def all_configurations() -> list[Result]:
+        loads = [
             run_load(
                 [target],
                 classes,
@@ -207,7 +207,11 @@ def burst(args: argparse.Namespace) -> int:
                 max_requests=args.requests,
                 model=model,
             )
-        )
+            for target in targets.values()
+        ]
+        return [result for load in await asyncio.gather(*loads) for result in load]
+
+    results = asyncio.run(all_configurations())
     failed = sum(1 for r in results if r.status != 200)
     print(f"  served {len(results) - failed}/{len(results)} requests")
     # Two scrapes after the burst, so the counters Prometheus holds include all of it.

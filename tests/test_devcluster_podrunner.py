@@ -165,3 +165,22 @@ def test_a_pod_that_stops_running_stops_answering(phase: str) -> None:
         assert await who_answers("127.64.0.13", port) is None
 
     asyncio.run(scenario())
+
+
+def test_a_pod_whose_server_cannot_start_is_not_retried_until_it_changes() -> None:
+    calls: list[str] = []
+
+    async def refuse(pod: dict[str, Any], container: dict[str, Any], host: str, port: int) -> Any:
+        calls.append(pod["metadata"]["uid"])
+        raise ValueError("--max-model-len: not a number")
+
+    async def scenario() -> None:
+        runner = PodRunner({"vllm": refuse})
+        await runner.observe(pod("a", "127.64.0.14"))
+        await runner.observe(pod("a", "127.64.0.14"))  # a status update of the same pod
+        await asyncio.sleep(podrunner.RETRY_SECONDS * 1.5)
+        assert calls == ["a"]
+        await runner.observe(pod("a", "127.64.0.15"))  # the pod changed: try again
+        assert calls == ["a", "a"]
+
+    asyncio.run(scenario())

@@ -116,6 +116,9 @@ class PodRunner:
         self.starters = starters
         self.running: dict[str, tuple[Workload, Server]] = {}  # by pod UID
         self.desired: dict[str, Workload] = {}
+        # Pods whose server cannot start for a reason a retry will not fix (bad arguments): not
+        # retried until the pod changes, so one broken pod does not flood the log.
+        self.broken: dict[str, tuple[str, str, int]] = {}
         self._lock = asyncio.Lock()
         self._retry: asyncio.Task[None] | None = None
 
@@ -146,6 +149,7 @@ class PodRunner:
 
     async def converge(self) -> None:
         async with self._lock:
+            self.broken = {uid: key for uid, key in self.broken.items() if uid in self.desired}
             # Stops first: a new pod may have been given the IP an old one is releasing.
             for uid, (workload, server) in list(self.running.items()):
                 wanted = self.desired.get(uid)
@@ -156,7 +160,7 @@ class PodRunner:
                         await server.stop()
             failed = False
             for uid, workload in self.desired.items():
-                if uid in self.running:
+                if uid in self.running or self.broken.get(uid) == workload.key:
                     continue
                 try:
                     server = await self.starters[workload.kind](
@@ -168,7 +172,7 @@ class PodRunner:
                     continue
                 except Exception:
                     log.exception("cannot serve %s", workload)
-                    failed = True
+                    self.broken[uid] = workload.key
                     continue
                 self.running[uid] = (workload, server)
                 log.info("serving %s", workload)

@@ -21,6 +21,7 @@ VERBS: dict[str, str] = {
     "plan": "plan",
     "operator": "operator",
     "dev-cluster": "devcluster",
+    "sim": "sim",
 }
 
 EXIT_OK = 0

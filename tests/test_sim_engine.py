@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import pytest
+
+from gpumix.perf import (
+    LatencySLO,
+    RequestShape,
+    decode_step_seconds,
+    predict,
+    prefill_seconds,
+)
+from gpumix.perf.serving import ReplicaModel
 from sim_support import (
     MODEL,
     config,
@@ -13,15 +22,6 @@ from sim_support import (
     tpot,
     ttft,
 )
-
-from gpumix.perf import (
-    LatencySLO,
-    RequestShape,
-    decode_step_seconds,
-    predict,
-    prefill_seconds,
-)
-from gpumix.perf.serving import ReplicaModel
 
 
 @pytest.mark.parametrize("gpu", ["A10G", "L40S", "H100-80GB"])

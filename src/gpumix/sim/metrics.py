@@ -12,7 +12,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 # vLLM exposes no *_created series; neither does its stand-in.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LABELS = ("model_name", "engine")
 FINISH_REASONS = ("stop", "length", "abort")

@@ -411,7 +411,7 @@ async def start_simulator(
     # short shutdown: a deleted pod stops answering at once, as a killed container would
     runner = web.AppRunner(app.app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, host, settings.port if port is None else port, shutdown_timeout=0.5)
+    site = web.TCPSite(runner, host, settings.port if port is None else port)
     try:
         await site.start()
     except BaseException:

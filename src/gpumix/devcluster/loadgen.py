@@ -222,12 +222,14 @@ def burst(args: argparse.Namespace) -> int:
         "histogram_quantile(0.9, sum by (deployment, le) "
         f"(increase(vllm:time_to_first_token_seconds_bucket{{{selector}}}[5m])))",
     )
+    # the raw counter, not increase(): increase() extrapolates to the window's edges, so a
+    # burst of 12 would read as 13 or 15
     count = _promql(
-        args.prometheus,
-        f"sum by (deployment) (increase(vllm:request_success_total{{{selector}}}[5m]))",
+        args.prometheus, f"sum by (deployment) (vllm:request_success_total{{{selector}}})"
     )
-    print(f"\n  Prometheus ({args.prometheus}), last 5 minutes:")
-    print(f"  {'DEPLOYMENT':<40} {'REQUESTS':>8} {'TTFT p90':>10}")
+    print(f"\n  Prometheus ({args.prometheus}): requests served since the pods started,")
+    print("  TTFT p90 over the last 5 minutes (from vLLM's histogram buckets)")
+    print(f"  {'DEPLOYMENT':<40} {'SERVED':>8} {'TTFT p90':>10}")
     for deployment in sorted(set(ttft) | set(count)):
         p90 = ttft.get(deployment)
         shown = f"{p90 * 1000:.0f} ms" if p90 is not None and p90 == p90 else "-"

@@ -253,6 +253,13 @@ CLIENT_VERBS = {
     "patch": "patch",
     "delete": "delete",
 }
+# Kube's attributes holding the client's API objects -> their API group.
+API_GROUP_OF_ATTRIBUTE = {
+    "core": "",
+    "apps": "apps",
+    "rbac": "rbac.authorization.k8s.io",
+    "policy": "policy",
+}
 # kopf decorators that make it write to the object (finalizers, progress annotations).
 KOPF_WRITING_HANDLERS = {"on.create", "on.update", "on.delete", "on.resume", "on.field"}
 KOPF_WRITING_HANDLERS |= {"timer", "daemon"}
@@ -289,6 +296,17 @@ def operator_api_usage() -> dict[tuple[str, str], set[str]]:
                 group = "apps" if api == "apps" else ""
                 plural = f"{target}s"
             usage.setdefault((group, plural + subresource), set()).add(CLIENT_VERBS[action])
+        # Children are read and written through one table (kube.CHILD_KINDS): every kind in it
+        # gets every verb the generic calls name (getattr(api, f"<verb>_namespaced_{suffix}")).
+        table = re.search(r"^CHILD_KINDS = \{(.*?)^\}", text, re.M | re.S)
+        if table:
+            generic = set(re.findall(r'f"(\w+?)_namespaced_\{suffix\}"', text))
+            for attribute, target in re.findall(r'\("(\w+)", "(\w+)"\)', table.group(1)):
+                group = API_GROUP_OF_ATTRIBUTE[attribute]
+                verbs = usage.setdefault((group, f"{target.replace('_', '')}s"), set())
+                verbs |= {CLIENT_VERBS[action] for action in generic}
+                if "list" in generic:
+                    verbs.add("list")
         for decorator in re.finditer(
             r"@kopf\.(index|on\.\w+|timer|daemon)\(\s*([^,]+?),\s*([^,]+?),\s*\"([a-z]+)\"",
             text,
@@ -310,7 +328,11 @@ def operator_api_usage() -> dict[tuple[str, str], set[str]]:
 def test_the_operator_api_usage_is_found() -> None:
     # Guards the scanner below: if it found nothing, the RBAC comparison would prove nothing.
     usage = operator_api_usage()
-    assert usage[("apps", "deployments")] >= {"create", "delete", "list", "watch"}
+    assert usage[("apps", "deployments")] >= {"create", "delete", "list", "watch", "update"}
+    assert usage[("rbac.authorization.k8s.io", "roles")] == {
+        "get", "list", "create", "update", "delete"
+    }  # fmt: skip
+    assert usage[("policy", "poddisruptionbudgets")] >= {"create", "update", "delete"}
     assert usage[("gpumix.io", "llmservices/status")] == {"patch"}
     assert usage[("", "nodes")] == {"list", "watch"}
     assert usage[("gpumix.io", "llmservices/finalizers")] == {"update"}

@@ -11,7 +11,7 @@ import yaml
 from gpumix.cli import main
 from gpumix.commands.operator import config_path
 from gpumix.errors import InputError
-from gpumix.operator.config_file import load_config_file
+from gpumix.operator.config_file import load_config_file, parse_config
 from gpumix.operator.inventory import InventorySettings
 from gpumix.operator.settings import OperatorConfig
 
@@ -173,3 +173,13 @@ def test_a_bad_metrics_port_is_refused(capsys: pytest.CaptureFixture[str]) -> No
             main(["operator", "--metrics-port", value])
         assert exited.value.code == 2
         assert "--metrics-port" in capsys.readouterr().err
+
+
+def test_the_router_section_sets_image_and_replicas_and_refuses_zero() -> None:
+    parsed = parse_config({"router": {"image": "registry.local/gpumix:1", "replicas": 3}}, "c.yaml")
+    assert (parsed.router.options().image, parsed.router.options().replicas) == (
+        "registry.local/gpumix:1",
+        3,
+    )
+    with pytest.raises(InputError, match=r"c.yaml: router.replicas"):
+        parse_config({"router": {"replicas": 0}}, "c.yaml")

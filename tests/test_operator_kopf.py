@@ -125,6 +125,16 @@ def objects(cluster: kmock.KubernetesEmulator, resource: str) -> dict[str, dict]
     return found
 
 
+def vllm_deployments(cluster: kmock.KubernetesEmulator) -> dict[str, dict]:
+    """The plan's Deployments; the router's Deployment is left out (kmock cannot replace the
+    entry Service that a ready router would take over: it has no PUT)."""
+    return {
+        name: deployment
+        for name, deployment in objects(cluster, DEPLOYMENTS).items()
+        if deployment["metadata"]["labels"].get("app.kubernetes.io/name") == "vllm"
+    }
+
+
 def condition(service: dict, kind: str) -> dict:
     for entry in (service.get("status") or {}).get("conditions", []):
         if entry["type"] == kind:
@@ -177,7 +187,7 @@ async def api(cluster: kmock.KubernetesEmulator, method: str, path: str, body: A
 
 async def mark_ready(cluster: kmock.KubernetesEmulator) -> None:
     """What the Deployment controller does once every pod passes its readiness probe."""
-    for name, deployment in objects(cluster, DEPLOYMENTS).items():
+    for name, deployment in vllm_deployments(cluster).items():
         replicas = deployment["spec"]["replicas"]
         status = {"status": {"replicas": replicas, "readyReplicas": replicas}}
         path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}/status"
@@ -232,7 +242,7 @@ async def test_create_plans_reconciles_and_reports_readiness(
         assert entry["pool"] == "l4-spot" and entry["gpuType"] == "L4"
         desired = sum(e["replicas"] for e in planned["plan"])
         assert planned["replicas"] == f"0/{desired}"
-        deployments = objects(cluster, DEPLOYMENTS)
+        deployments = vllm_deployments(cluster)
         assert set(deployments) == {e["deployment"] for e in planned["plan"]}
         services = objects(cluster, SERVICES)
         assert "chat" in services and entry["deployment"] in services
@@ -275,7 +285,7 @@ async def test_update_migrates_make_before_break(cluster: kmock.KubernetesEmulat
         assert new_names.isdisjoint(old_names)
         assert all(e["gpuType"] == "A100-80GB" for e in moving["plan"])
         # Make before break: the old Deployment serves until the new one is ready.
-        assert old_names | new_names <= set(objects(cluster, DEPLOYMENTS))
+        assert old_names | new_names <= set(vllm_deployments(cluster))
         changed = events(cluster, "PlanChanged")
         assert any(
             "L4/spot" in m and "A100-80GB/on-demand" in m and "spec changed (generation 1 → 2)" in m
@@ -283,7 +293,7 @@ async def test_update_migrates_make_before_break(cluster: kmock.KubernetesEmulat
         ), changed
 
         await mark_ready(cluster)
-        await eventually(lambda: set(objects(cluster, DEPLOYMENTS)) == new_names)
+        await eventually(lambda: set(vllm_deployments(cluster)) == new_names)
         done = await eventually(
             lambda: when(lambda s: cond(s, "Progressing").get("status") == "False")(cluster)
         )
@@ -307,7 +317,7 @@ async def test_infeasible_update_keeps_last_good_plan(cluster: kmock.KubernetesE
     assert feasible["observedGeneration"] == 2
     assert cond(kept, "Planned")["reason"] == "LastGoodPlanKept"
     assert kept["plan"] == first["plan"]
-    assert set(objects(cluster, DEPLOYMENTS)) == {e["deployment"] for e in first["plan"]}
+    assert set(vllm_deployments(cluster)) == {e["deployment"] for e in first["plan"]}
     assert events(cluster, "BudgetTooSmall")
 
 
@@ -330,7 +340,7 @@ async def test_invalid_spec_is_reported_and_does_not_block_others(
     assert cond(invalid, "Feasible")["reason"] == "InvalidSpec"
     assert "unknown-model" in cond(invalid, "Feasible")["message"]
     assert cond(invalid, "Ready")["status"] == "False"
-    assert not any(name.startswith("bad") for name in objects(cluster, DEPLOYMENTS))
+    assert not any(name.startswith("bad") for name in vllm_deployments(cluster))
 
 
 async def test_infeasible_from_the_start_creates_nothing(cluster: kmock.KubernetesEmulator) -> None:
@@ -367,7 +377,7 @@ async def test_delete_leaves_children_to_the_garbage_collector(
     # No finalizer to remove and nothing left to write: owner references do the rest.
     assert after == before
     for name in (e["deployment"] for e in planned["plan"]):
-        owners = objects(cluster, DEPLOYMENTS)[name]["metadata"]["ownerReferences"]
+        owners = vllm_deployments(cluster)[name]["metadata"]["ownerReferences"]
         assert owners[0]["uid"] == "uid-chat" and owners[0]["controller"] is True
 
 

@@ -25,8 +25,8 @@ def test_unanswered_requests_become_kube_errors_with_status_0(failure: Exception
     def fail(*_: Any, **__: Any) -> Any:
         raise failure
 
-    kube.apps.list_namespaced_deployment = fail
+    kube.core.list_namespaced_service_account = fail
     with pytest.raises(KubeError) as raised:
         kube.list_children("team-a", "chat")
     assert raised.value.status == 0
-    assert "list Deployments in team-a" in str(raised.value)
+    assert "list ServiceAccounts in team-a" in str(raised.value)

@@ -13,6 +13,7 @@ import pytest
 
 from gpumix.operator import indexes, inventory
 from gpumix.operator.kube import KubeError
+from gpumix.operator.manifests import LABEL_NAME
 from gpumix.operator.planner import FleetPlanner
 from gpumix.operator.settings import OperatorConfig
 
@@ -79,7 +80,12 @@ class FakeKube:
         return copy.deepcopy(self.cluster_pods)
 
     def deployments(self) -> set[str]:
-        return {name for kind, _, name in self.objects if kind == "Deployment"}
+        """The vLLM Deployments (the plan's capacity), not the router's."""
+        return {
+            name
+            for (kind, _, name), obj in self.objects.items()
+            if kind == "Deployment" and obj["metadata"]["labels"].get(LABEL_NAME) == "vllm"
+        }
 
 
 class FakeClock:
@@ -419,10 +425,33 @@ async def test_pods_of_an_unlabelled_discovered_pool_stay_off_labelled_spot_node
     )
     await fleet.run_pass(force=True)
 
-    deployments = [o for (kind, _, _), o in fleet.kube.objects.items() if kind == "Deployment"]
+    deployments = [
+        fleet.kube.objects[("Deployment", "team-a", name)] for name in fleet.kube.deployments()
+    ]
     assert deployments, fleet.kube.statuses
     for deployment in deployments:
         affinity = deployment["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
         terms = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
         keys = {(e["key"], e["operator"]) for term in terms for e in term["matchExpressions"]}
         assert ("karpenter.sh/capacity-type", "DoesNotExist") in keys
+
+
+# -- the router --------------------------------------------------------------------------------
+
+
+async def test_the_entry_service_moves_to_the_router_only_once_a_router_pod_is_ready() -> None:
+    fleet = Fleet([gpu_node("l4-1")], [llmservice()])
+    await fleet.run_pass(force=True)
+    kinds = {kind for kind, _, _ in fleet.kube.objects}
+    assert {"ServiceAccount", "Role", "RoleBinding", "PodDisruptionBudget"} <= kinds
+    entry = fleet.kube.objects[("Service", NAMESPACE, "chat")]
+    # the router is not ready yet: clients still reach the vLLM pods directly
+    assert entry["spec"]["selector"]["app.kubernetes.io/name"] == "vllm"
+
+    fleet.kube.ready["chat-router"] = 1
+    await fleet.run_pass()
+    entry = fleet.kube.objects[("Service", NAMESPACE, "chat")]
+    assert entry["spec"]["selector"] == {
+        "app.kubernetes.io/name": "gpumix-router",
+        "gpumix.io/service": "chat",
+    }

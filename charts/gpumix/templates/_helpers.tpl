@@ -69,7 +69,8 @@ helm.sh/chart: {{ include "gpumix.chart" . }}
 {{- end -}}
 {{- end -}}
 
-{{/* The operator's configuration file (prices, discovery labels, metrics), as YAML. */}}
+{{/* The operator's configuration file (prices, discovery labels, metrics, the routers' image:
+the operator's own, which carries `gpumix router`), as YAML. */}}
 {{- define "gpumix.config" -}}
 pricing:
   defaults: {{- toYaml .Values.pricing.defaults | nindent 4 }}
@@ -78,4 +79,8 @@ discovery:
   capacityTypeLabels: {{- toYaml .Values.discovery.capacityTypeLabels | nindent 4 }}
 metrics:
   port: {{ .Values.metrics.port }}
+router:
+  image: {{ include "gpumix.image" . | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  replicas: {{ .Values.router.replicas }}
 {{- end -}}

@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         migration_timeout_seconds=args.migration_timeout,
         verbose=args.verbose,
         inventory=file_config.inventory_settings(),
+        router=file_config.router.options(),
         metrics_port=metrics_port or None,
     )
     run_operator(operator_config)

@@ -11,6 +11,10 @@ ConfigMap mounted at /etc/gpumix/config.yaml::
       capacityTypeLabels: [karpenter.sh/capacity-type, ...]
     metrics:
       port: 9090                      # 0 disables
+    router:                           # every LLMService's `gpumix router` Deployment
+      image: ghcr.io/gpumix/gpumix:0.1.0   # default: this version's image
+      imagePullPolicy: IfNotPresent
+      replicas: 2
 
 It is read once, at startup, into a frozen :class:`ConfigFile`; a bad file stops the operator
 with one line naming the file and the field (exit code 2), since running with prices or label
@@ -31,6 +35,11 @@ from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, 
 from gpumix import catalog
 from gpumix.errors import InputError
 from gpumix.operator.inventory import CAPACITY_LABELS, GPU_LABELS, InventorySettings
+from gpumix.operator.router_manifests import (
+    DEFAULT_ROUTER_IMAGE,
+    DEFAULT_ROUTER_REPLICAS,
+    RouterOptions,
+)
 from gpumix.resources.types import DECIMAL_PATTERN, CamelModel, DecimalString
 
 # The Kubernetes label-key syntax (optional DNS-subdomain prefix, then a name), as the chart's
@@ -83,10 +92,22 @@ class Metrics(CamelModel):
     port: int | None = Field(default=None, ge=0, le=MAX_PORT, strict=True)
 
 
+class Router(CamelModel):
+    image: str = Field(default=DEFAULT_ROUTER_IMAGE, min_length=1)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    replicas: int = Field(default=DEFAULT_ROUTER_REPLICAS, ge=1, le=100, strict=True)
+
+    def options(self) -> RouterOptions:
+        return RouterOptions(
+            image=self.image, replicas=self.replicas, image_pull_policy=self.image_pull_policy
+        )
+
+
 class ConfigFile(CamelModel):
     pricing: Pricing = Field(default_factory=Pricing)
     discovery: Discovery = Field(default_factory=Discovery)
     metrics: Metrics = Field(default_factory=Metrics)
+    router: Router = Field(default_factory=Router)
 
     def inventory_settings(self) -> InventorySettings:
         return InventorySettings(
@@ -121,7 +142,9 @@ def parse_config(data: Any, source: str) -> ConfigFile:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise InputError("must be a mapping with pricing, discovery and metrics", source=source)
+        raise InputError(
+            "must be a mapping with pricing, discovery, metrics and router", source=source
+        )
     try:
         return ConfigFile.model_validate(data)
     except ValidationError as error:

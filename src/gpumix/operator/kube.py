@@ -10,6 +10,7 @@ same shape the builders produce and the watch delivers.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import uuid
@@ -34,6 +35,16 @@ LLMSERVICES = "llmservices"
 GPUPOOLS = "gpupools"
 CONFLICT_RETRIES = 3
 COMPONENT = "gpumix-operator"
+# kind of child -> (Kube attribute holding its API, the client's method suffix). Listed in
+# apply order; list_children reads them all.
+CHILD_KINDS = {
+    "ServiceAccount": ("core", "service_account"),
+    "Role": ("rbac", "role"),
+    "RoleBinding": ("rbac", "role_binding"),
+    "Deployment": ("apps", "deployment"),
+    "PodDisruptionBudget": ("policy", "pod_disruption_budget"),
+    "Service": ("core", "service"),
+}
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,27 +102,31 @@ class Kube:
         self.core: Any = client.CoreV1Api(api_client)
         self.apps: Any = client.AppsV1Api(api_client)
         self.custom: Any = client.CustomObjectsApi(api_client)
+        self.rbac: Any = client.RbacAuthorizationV1Api(api_client)
+        self.policy: Any = client.PolicyV1Api(api_client)
 
     # -- children of an LLMService ------------------------------------------------------------
 
+    def _child_api(self, kind: str) -> tuple[Any, str]:
+        """The client API object and method suffix for a kind of child (``read_namespaced_<x>``)."""
+        group, suffix = CHILD_KINDS[kind]
+        return getattr(self, group), suffix
+
     def list_children(self, namespace: str, service_name: str) -> list[dict[str, Any]]:
-        """Deployments and Services gpumix created for one LLMService."""
+        """Every object gpumix created for one LLMService (vLLM and router Deployments,
+        Services, the router's ServiceAccount, Role, RoleBinding and PodDisruptionBudget)."""
         wanted = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_SERVICE: label_value(service_name)}
         selector = ",".join(f"{key}={value}" for key, value in wanted.items())
-        deployments = _call(
-            f"list Deployments in {namespace}",
-            lambda: self.apps.list_namespaced_deployment(
-                namespace, label_selector=selector, _preload_content=False
-            ),
-        )
-        services = _call(
-            f"list Services in {namespace}",
-            lambda: self.core.list_namespaced_service(
-                namespace, label_selector=selector, _preload_content=False
-            ),
-        )
         children: list[dict[str, Any]] = []
-        for kind, response in (("Deployment", deployments), ("Service", services)):
+        for kind in CHILD_KINDS:
+            api, suffix = self._child_api(kind)
+            lister: Callable[..., Any] = getattr(api, f"list_namespaced_{suffix}")
+            response = _call(
+                f"list {kind}s in {namespace}",
+                functools.partial(
+                    lister, namespace, label_selector=selector, _preload_content=False
+                ),
+            )
             for item in _json(response).get("items", []):
                 labels = (item.get("metadata") or {}).get("labels") or {}
                 # Servers without label selection (test emulators) return everything.
@@ -160,42 +175,26 @@ class Kube:
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete a child; already gone is fine. Pods go with their Deployment (background)."""
+        api, suffix = self._child_api(kind)
         options = client.V1DeleteOptions(propagation_policy="Background")
+        deleter = getattr(api, f"delete_namespaced_{suffix}")
         try:
-            if kind == "Deployment":
-                _call(
-                    f"delete Deployment {namespace}/{name}",
-                    lambda: self.apps.delete_namespaced_deployment(
-                        name, namespace, body=options, _preload_content=False
-                    ),
-                )
-            else:
-                _call(
-                    f"delete Service {namespace}/{name}",
-                    lambda: self.core.delete_namespaced_service(
-                        name, namespace, body=options, _preload_content=False
-                    ),
-                )
+            _call(
+                f"delete {kind} {namespace}/{name}",
+                lambda: deleter(name, namespace, body=options, _preload_content=False),
+            )
         except KubeError as error:
             if error.status != 404:
                 raise
 
     def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        api, suffix = self._child_api(kind)
+        reader = getattr(api, f"read_namespaced_{suffix}")
         try:
-            if kind == "Deployment":
-                response = _call(
-                    f"read Deployment {namespace}/{name}",
-                    lambda: self.apps.read_namespaced_deployment(
-                        name, namespace, _preload_content=False
-                    ),
-                )
-            else:
-                response = _call(
-                    f"read Service {namespace}/{name}",
-                    lambda: self.core.read_namespaced_service(
-                        name, namespace, _preload_content=False
-                    ),
-                )
+            response = _call(
+                f"read {kind} {namespace}/{name}",
+                lambda: reader(name, namespace, _preload_content=False),
+            )
         except KubeError as error:
             if error.status == 404:
                 return None
@@ -203,36 +202,20 @@ class Kube:
         return _json(response)
 
     def _create(self, kind: str, namespace: str, body: Mapping[str, Any]) -> None:
-        if kind == "Deployment":
-            _call(
-                f"create Deployment {namespace}",
-                lambda: self.apps.create_namespaced_deployment(
-                    namespace, body, _preload_content=False
-                ),
-            )
-        else:
-            _call(
-                f"create Service {namespace}",
-                lambda: self.core.create_namespaced_service(
-                    namespace, body, _preload_content=False
-                ),
-            )
+        api, suffix = self._child_api(kind)
+        creator = getattr(api, f"create_namespaced_{suffix}")
+        _call(
+            f"create {kind} {namespace}",
+            lambda: creator(namespace, body, _preload_content=False),
+        )
 
     def _replace(self, kind: str, namespace: str, name: str, body: Mapping[str, Any]) -> None:
-        if kind == "Deployment":
-            _call(
-                f"replace Deployment {namespace}/{name}",
-                lambda: self.apps.replace_namespaced_deployment(
-                    name, namespace, body, _preload_content=False
-                ),
-            )
-        else:
-            _call(
-                f"replace Service {namespace}/{name}",
-                lambda: self.core.replace_namespaced_service(
-                    name, namespace, body, _preload_content=False
-                ),
-            )
+        api, suffix = self._child_api(kind)
+        replacer = getattr(api, f"replace_namespaced_{suffix}")
+        _call(
+            f"replace {kind} {namespace}/{name}",
+            lambda: replacer(name, namespace, body, _preload_content=False),
+        )
 
     # -- the cluster's GPU pods ----------------------------------------------------------------
 

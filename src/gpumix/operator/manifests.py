@@ -452,14 +452,16 @@ def _service_spec(selector: Mapping[str, str], port: int) -> dict[str, Any]:
     }
 
 
-def build_service(service: LLMService) -> dict[str, Any]:
-    """Service ``<name>``: the OpenAI-compatible endpoint over every replica of the LLMService."""
+def build_service(service: LLMService, selector: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Service ``<name>``: the LLMService's OpenAI-compatible endpoint. It selects `selector`
+    (the router's pods, once one is ready), else every vLLM replica of the LLMService."""
     labels = {**_common_labels(service), LABEL_COMPONENT: "endpoint"}
+    chosen = selector if selector is not None else service_selector(service.metadata.name)
     obj = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(service_name(service), service, labels),
-        "spec": _service_spec(service_selector(service.metadata.name), service.spec.serving.port),
+        "spec": _service_spec(chosen, service.spec.serving.port),
     }
     return _with_spec_hash(obj)
 

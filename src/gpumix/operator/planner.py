@@ -25,6 +25,7 @@ from gpumix.errors import InputError
 from gpumix.operator import events, indexes, inventory, manifests, reconcile, status
 from gpumix.operator.kube import Kube, KubeError
 from gpumix.operator.metrics import OperatorMetrics, ServiceSample
+from gpumix.operator.router_manifests import build_router_objects, router_name, router_selector
 from gpumix.operator.settings import OperatorConfig
 from gpumix.planning import service_demand
 from gpumix.resources import GPUPool, LLMService, LLMServiceStatus, PlanEntryStatus
@@ -474,7 +475,10 @@ class FleetPlanner:
         migrating = False
         apply_error: str | None = None
         if outcome.plan is not None and record.resource is not None:
-            desired = self.desired_objects(record.resource, outcome.plan, snapshot)
+            router_ready = ready_by_name.get(router_name(record.name), 0) > 0
+            desired = self.desired_objects(
+                record.resource, outcome.plan, snapshot, router_ready=router_ready
+            )
             target = target_fingerprint(desired)
             actions = self._decide(key, target, desired, actual)
             apply_error = self._write_children(key, target, actions)
@@ -636,8 +640,16 @@ class FleetPlanner:
         return actions
 
     def desired_objects(
-        self, service: LLMService, plan: ServicePlan, snapshot: Snapshot
+        self,
+        service: LLMService,
+        plan: ServicePlan,
+        snapshot: Snapshot,
+        *,
+        router_ready: bool = False,
     ) -> list[dict[str, Any]]:
+        """The LLMService's children for `plan`. Its entry Service moves from the vLLM pods to
+        the router's only once a router pod is ready, so installing or upgrading gpumix never
+        leaves the endpoint without pods behind it."""
         placements = {
             pool.name: manifests.PoolPlacement(
                 name=pool.name,
@@ -649,7 +661,9 @@ class FleetPlanner:
             )
             for pool in snapshot.pools
         }
-        objects: list[dict[str, Any]] = [manifests.build_service(service)]
+        objects = build_router_objects(service, self.config.router)
+        entry_selector = router_selector(service.metadata.name) if router_ready else None
+        objects.append(manifests.build_service(service, entry_selector))
         for entry in plan.entries:
             placement = placements.get(entry.pool)
             if placement is None:

@@ -18,6 +18,7 @@ from gpumix.operator.manifests import SPEC_HASH_ANNOTATION
 
 DEPLOYMENT = "Deployment"
 SERVICE = "Service"
+ROUTER_APP = "gpumix-router"  # app.kubernetes.io/name of the router's Deployment
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ def _desired_key(obj: Mapping[str, Any]) -> tuple[str, str]:
 def desired_hash(obj: Mapping[str, Any]) -> str | None:
     annotations: Mapping[str, str] = obj["metadata"].get("annotations") or {}
     return annotations.get(SPEC_HASH_ANNOTATION)
+
+
+def _holds_capacity(obj: Mapping[str, Any]) -> bool:
+    """A vLLM Deployment: make-before-break waits for these, not for the router, whose
+    readiness must never hold back (or speed up) a migration of GPU capacity."""
+    labels: Mapping[str, str] = obj["metadata"].get("labels") or {}
+    return obj["kind"] == DEPLOYMENT and labels.get("app.kubernetes.io/name") != ROUTER_APP
 
 
 def _replicas_drifted(obj: Mapping[str, Any], current: Child) -> bool:
@@ -104,7 +112,7 @@ def decide(
 
     not_ready: list[str] = []
     for obj in desired:
-        if obj["kind"] != DEPLOYMENT:
+        if not _holds_capacity(obj):
             continue
         current = actual_by_key.get(_desired_key(obj))
         wanted = int(obj["spec"].get("replicas") or 0)
@@ -116,9 +124,7 @@ def decide(
             not_ready.append(str(obj["metadata"]["name"]))
 
     obsolete = tuple(
-        child
-        for key, child in sorted(actual_by_key.items())
-        if key not in desired_keys and child.kind in (DEPLOYMENT, SERVICE)
+        child for key, child in sorted(actual_by_key.items()) if key not in desired_keys
     )
     if not obsolete:
         return Actions(to_apply, (), tuple(not_ready), ())

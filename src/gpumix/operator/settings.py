@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import kopf
 
 from gpumix.operator.inventory import InventorySettings
+from gpumix.operator.router_manifests import RouterOptions
 from gpumix.solver import Backend
 
 PREFIX = "gpumix.io"
@@ -29,6 +30,8 @@ class OperatorConfig:
     # Default prices and discovery label keys (the configuration file's pricing and discovery).
     inventory: InventorySettings = field(default_factory=InventorySettings)
     metrics_port: int | None = None  # None: no /metrics endpoint
+    # The image and replicas of every LLMService's router (the configuration file's router).
+    router: RouterOptions = field(default_factory=RouterOptions)
 
     @property
     def clusterwide(self) -> bool:

@@ -180,6 +180,20 @@ class ServingSpec(CamelModel):
     port: int = Field(default=8000, ge=1, le=65535, description="OpenAI-compatible HTTP port.")
 
 
+class RoutingMode(StrEnum):
+    PLAN_WEIGHTED = "PlanWeighted"
+    ROUND_ROBIN = "RoundRobin"
+
+
+class RoutingSpec(CamelModel):
+    mode: RoutingMode = Field(
+        default=RoutingMode.PLAN_WEIGHTED,
+        description="PlanWeighted: the router sends each request class to the configurations "
+        "the plan assigned it, in the plan's shares. RoundRobin: a plain split over every "
+        "ready pod (what a Service alone does), for comparison.",
+    )
+
+
 MAX_THROUGHPUT_NEEDS_BUDGET = "objective MaxThroughput needs budget.maxCostPerHour"
 
 
@@ -197,6 +211,9 @@ class LLMServiceSpec(CamelModel):
         default_factory=PlacementSpec, description="Where the planner may place replicas."
     )
     serving: ServingSpec = Field(default_factory=ServingSpec, description="vLLM settings.")
+    routing: RoutingSpec = Field(
+        default_factory=RoutingSpec, description="How the router splits requests."
+    )
 
     @model_validator(mode="after")
     def _max_throughput_needs_budget(self) -> LLMServiceSpec:

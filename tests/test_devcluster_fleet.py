@@ -227,3 +227,14 @@ def test_every_node_gets_its_own_loopback_pod_cidr() -> None:
     # A node added later never takes a CIDR a live node holds.
     fresh = next(iter(free_pod_cidrs(cidrs)))
     assert fresh not in cidrs and ipaddress.ip_network(fresh).subnet_of(loopback)
+
+
+def test_system_nodes_take_pods_without_gpus_and_carry_no_gpu_labels() -> None:
+    from gpumix.devcluster.fleet import system_node_manifest
+
+    node = system_node_manifest(0, "127.64.200.0/24")
+    assert node["metadata"]["name"] == "system-0"
+    assert "taints" not in node["spec"]  # router pods tolerate nothing
+    assert "nvidia.com/gpu" not in node["status"]["allocatable"]
+    assert not any(key.startswith("nvidia.com/") for key in node["metadata"]["labels"])
+    assert node["spec"]["podCIDR"] == "127.64.200.0/24"

@@ -184,3 +184,10 @@ def test_a_pod_whose_server_cannot_start_is_not_retried_until_it_changes() -> No
         assert calls == ["a", "a"]
 
     asyncio.run(scenario())
+
+
+def test_flag_values_read_a_router_command_line() -> None:
+    from gpumix.devcluster.podrunner import flag_values
+
+    args = ["router", "--namespace", "team-a", "--service", "chat", "--port", "8000", "--x"]
+    assert flag_values(args) == {"--namespace": "team-a", "--service": "chat", "--port": "8000"}

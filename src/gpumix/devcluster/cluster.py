@@ -37,11 +37,14 @@ from gpumix.devcluster import certs as certs_module
 from gpumix.devcluster.binaries import CLUSTER_COMPONENTS, Binaries
 from gpumix.devcluster.fleet import (
     POOL_LABEL,
+    SYSTEM_NODES,
+    SYSTEM_POOL,
     Fleet,
     NodePool,
     free_pod_cidrs,
     load_fleet,
     node_manifest,
+    system_node_manifest,
 )
 from gpumix.devcluster.processes import ProcessTable, free_port
 
@@ -393,9 +396,15 @@ class DevCluster:
         return iter(free_pod_cidrs(used))
 
     def ensure_nodes(self) -> None:
-        """Create the fleet's nodes that do not exist yet (never deletes any)."""
+        """Create the fleet's nodes (and the CPU nodes beside them) that do not exist yet
+        (never deletes any)."""
         core = self.core_api()
         cidrs = self._free_pod_cidrs(core)
+        system = {node.metadata.name for node in core.list_node(
+            label_selector=f"{POOL_LABEL}={SYSTEM_POOL}").items}  # fmt: skip
+        for index in range(SYSTEM_NODES):
+            if f"{SYSTEM_POOL}-{index}" not in system:
+                core.create_node(system_node_manifest(index, next(cidrs)))
         for pool in self.fleet.pools:
             existing = self._existing_indices(core, pool)
             for index in range(pool.nodes):

@@ -279,6 +279,43 @@ def node_manifest(pool: NodePool, index: int, pod_cidr: str | None = None) -> di
     }
 
 
+# CPU nodes beside the fleet's GPU nodes, for pods that ask for no GPU (gpumix's routers, two
+# per LLMService, spread over nodes): GPU nodes are tainted, as in a real cluster.
+SYSTEM_POOL = "system"
+SYSTEM_NODES = 2
+SYSTEM_NODE_RESOURCES = {"cpu": "16", "memory": "64Gi", "pods": str(PODS_PER_NODE)}
+
+
+def system_node_manifest(index: int, pod_cidr: str | None = None) -> dict[str, Any]:
+    """Node ``system-<index>``: a CPU-only node (no GPU labels, resources or taint)."""
+    name = f"{SYSTEM_POOL}-{index}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/hostname": name,
+                "type": "kwok",
+                INSTANCE_TYPE_LABEL: "m6i.4xlarge",
+                CAPACITY_TYPE_LABEL: "on-demand",
+                POOL_LABEL: SYSTEM_POOL,
+            },
+            "annotations": {
+                KWOK_ANNOTATION: KWOK_ANNOTATION_VALUE,
+                "node.alpha.kubernetes.io/ttl": "0",
+            },
+        },
+        "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]} if pod_cidr else {},
+        "status": {
+            "capacity": dict(SYSTEM_NODE_RESOURCES),
+            "allocatable": dict(SYSTEM_NODE_RESOURCES),
+        },
+    }
+
+
 def fleet_nodes(fleet: Fleet) -> list[dict[str, Any]]:
     """Node objects for every node of every pool, in file order, each with its own pod CIDR."""
     cidrs = iter(free_pod_cidrs(()))

@@ -8,7 +8,8 @@ container runtime for gpumix's own pods: it watches pods labelled
 - ``app.kubernetes.io/name=vllm``: the vLLM simulator (:mod:`gpumix.sim`), configured from the
   container's own vLLM arguments and the pod's GPU labels (GPU type, tensor-parallel size,
   weight format), so each replica runs at the speed the performance model gives its hardware;
-- ``app.kubernetes.io/name=gpumix-router``: the real ``gpumix router`` (once it exists).
+- ``app.kubernetes.io/name=gpumix-router``: the real ``gpumix router``, bound to the pod IP, so
+  a request to a router pod goes router → simulator pods as it would in a cluster.
 
 Pod IPs are loopback addresses (every simulated node has a podCIDR in 127.64.0.0/10), so binding
 to them needs no privileges and all traffic stays on this machine. Servers are keyed by pod UID,
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import logging
 import signal
 import sys
@@ -36,6 +38,7 @@ log = logging.getLogger("gpumix.podrunner")
 
 PART_OF_SELECTOR = "app.kubernetes.io/part-of=gpumix"
 NAME_LABEL = "app.kubernetes.io/name"
+SERVICE_LABEL = "gpumix.io/service"
 RETRY_SECONDS = 1.0
 RELIST_SECONDS = 60.0
 WATCH_TIMEOUT_SECONDS = 30
@@ -213,7 +216,41 @@ async def start_vllm_simulator(
     return server
 
 
-STARTERS: dict[str, Starter] = {"vllm": start_vllm_simulator}
+def flag_values(args: list[str]) -> dict[str, str]:
+    """``--flag value`` pairs of a command line (the last one wins, as with argparse)."""
+    return {
+        flag: value
+        for flag, value in itertools.pairwise(args)
+        if flag.startswith("--") and not value.startswith("--")
+    }
+
+
+def router_starter(kubeconfig: str) -> Starter:
+    """The real ``gpumix router`` for a router pod, reading the API with `kubeconfig` (the dev
+    cluster's admin identity: the pod runner plays the kubelet, which would mount the pod's
+    ServiceAccount token; the Role that token carries is checked by the e2e tests instead)."""
+
+    async def start_router(
+        pod: dict[str, Any], container: dict[str, Any], host: str, port: int
+    ) -> Server:
+        from gpumix.router import RouterSettings, serve_router
+
+        flags = flag_values([str(arg) for arg in container.get("args") or []])
+        metadata = pod.get("metadata") or {}
+        settings = RouterSettings(
+            namespace=flags.get("--namespace", str(metadata.get("namespace", ""))),
+            service=flags.get("--service", (metadata.get("labels") or {}).get(SERVICE_LABEL, "")),
+            kubeconfig=kubeconfig,
+        )
+        server: Server = await serve_router(settings, host=host, port=port)
+        return server
+
+    return start_router
+
+
+def starters(kubeconfig: str) -> dict[str, Starter]:
+    """What each kind of gpumix pod runs, by its app.kubernetes.io/name."""
+    return {"vllm": start_vllm_simulator, "gpumix-router": router_starter(kubeconfig)}
 
 
 # ----- the watch -----------------------------------------------------------------------------
@@ -266,7 +303,7 @@ def _watch_pods(
 
 
 async def run(kubeconfig: str) -> None:
-    runner = PodRunner(STARTERS)
+    runner = PodRunner(starters(kubeconfig))
     loop = asyncio.get_running_loop()
     stopping = threading.Event()
     done = asyncio.Event()

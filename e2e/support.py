@@ -85,14 +85,21 @@ def condition(service: dict[str, Any], kind: str) -> dict[str, Any]:
     return {}
 
 
+def vllm_selector(service: str) -> str:
+    """The service's vLLM pods and Deployments (its router's carry app.kubernetes.io/name=
+    gpumix-router)."""
+    return f"gpumix.io/service={service},app.kubernetes.io/name=vllm"
+
+
 def managed_deployments(kubectl: Kubectl, namespace: str, service: str) -> list[dict[str, Any]]:
-    listing = kubectl.json("deployments", "-n", namespace, "-l", f"gpumix.io/service={service}")
+    """The service's vLLM Deployments: one per configuration of its plan."""
+    listing = kubectl.json("deployments", "-n", namespace, "-l", vllm_selector(service))
     return list(listing["items"])
 
 
 def ready_pods_by_gpu(kubectl: Kubectl, namespace: str, service: str) -> dict[str, int]:
     """GPU product of the node each Ready pod of the service runs on -> pod count."""
-    pods = kubectl.json("pods", "-n", namespace, "-l", f"gpumix.io/service={service}")["items"]
+    pods = kubectl.json("pods", "-n", namespace, "-l", vllm_selector(service))["items"]
     nodes = {n["metadata"]["name"]: n for n in kubectl.json("nodes")["items"]}
     counts: dict[str, int] = {}
     for pod in pods:

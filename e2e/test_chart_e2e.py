@@ -102,6 +102,11 @@ GRANTED = [
     ("create", "deployments.apps", WATCHED, None),
     ("delete", "services", WATCHED, None),
     ("create", "events", WATCHED, None),
+    # each LLMService's router: its identity, its list/watch Role and its disruption budget
+    ("create", "serviceaccounts", WATCHED, None),
+    ("create", "roles.rbac.authorization.k8s.io", WATCHED, None),
+    ("create", "rolebindings.rbac.authorization.k8s.io", WATCHED, None),
+    ("create", "poddisruptionbudgets.policy", WATCHED, None),
 ]
 DENIED = [
     ("get", "secrets", None, None),
@@ -113,16 +118,35 @@ DENIED = [
     ("patch", "nodes", None, None),
     ("delete", "nodes", None, None),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", None, None),
+    ("create", "roles.rbac.authorization.k8s.io", "default", None),  # not a watched namespace
+    ("escalate", "roles.rbac.authorization.k8s.io", WATCHED, None),
+    ("bind", "clusterroles.rbac.authorization.k8s.io", None, None),
     ("impersonate", "users", None, None),
     ("*", "*", None, None),
 ]
 
 
+ROUTER_USER = f"system:serviceaccount:{WATCHED}:chat-router"
+ROUTER_GRANTED = [("list", "pods"), ("watch", "pods"), ("watch", "llmservices.gpumix.io")]
+ROUTER_DENIED = [
+    ("get", "secrets"),
+    ("list", "configmaps"),
+    ("create", "pods"),
+    ("patch", "llmservices.gpumix.io"),
+    ("list", "services"),
+]
+
+
 def can_i(
-    cluster: DevCluster, verb: str, resource: str, namespace: str | None, sub: str | None
+    cluster: DevCluster,
+    verb: str,
+    resource: str,
+    namespace: str | None,
+    sub: str | None,
+    user: str = OPERATOR_USER,
 ) -> str:
     command = ["kubectl", f"--kubeconfig={cluster.kubeconfig}", "auth", "can-i", verb, resource]
-    command += ["--as", OPERATOR_USER]
+    command += ["--as", user]
     command += ["-n", namespace] if namespace else ["--all-namespaces"]
     if sub:
         command += [f"--subresource={sub}"]
@@ -215,6 +239,11 @@ def test_chart_installs_and_the_operator_works_with_its_rbac(
 
             wait_for("the operator to create chat's Deployments and status", chat_is_reconciled)
             time.sleep(6)  # one more planning pass: replaces and status patches too
+            # The router's own identity reads pods and its LLMService, and nothing else.
+            for verb, resource in ROUTER_GRANTED:
+                assert can_i(cluster, verb, resource, WATCHED, None, ROUTER_USER) == "yes"
+            for verb, resource in ROUTER_DENIED:
+                assert can_i(cluster, verb, resource, WATCHED, None, ROUTER_USER) == "no"
         finally:
             operator.terminate()
             operator.wait(timeout=30)

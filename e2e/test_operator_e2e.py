@@ -30,6 +30,7 @@ from support import (
     llmservice,
     managed_deployments,
     ready_pods_by_gpu,
+    vllm_selector,
     wait_for,
 )
 
@@ -58,12 +59,37 @@ def test_service_is_planned_scheduled_on_planned_gpus_and_ready(
 
     # The real scheduler put every pod on a node of the GPU type its plan entry names.
     nodes = {n["metadata"]["name"]: n for n in kubectl.json("nodes")["items"]}
-    pods = kubectl.json("pods", "-n", namespace, "-l", "gpumix.io/service=chat")["items"]
+    pods = kubectl.json("pods", "-n", namespace, "-l", vllm_selector("chat"))["items"]
     assert len(pods) == sum(entry["replicas"] for entry in plan)
     for pod in pods:
         node_labels = nodes[pod["spec"]["nodeName"]]["metadata"]["labels"]
         assert pod["metadata"]["labels"]["gpumix.io/gpu-type"] in {e["gpuType"] for e in plan}
         assert node_labels["gpumix.io/sim-pool"] == pod["metadata"]["labels"]["gpumix.io/pool"]
+
+    # The router: two pods on CPU nodes (no GPU asked for), and once one is ready the
+    # LLMService's entry Service selects the router pods instead of the vLLM pods.
+    def scheduled_routers() -> list[dict[str, Any]]:
+        listed = kubectl.json(
+            "pods",
+            "-n",
+            namespace,
+            "-l",
+            "app.kubernetes.io/name=gpumix-router,gpumix.io/service=chat",
+        )["items"]
+        return listed if len(listed) == 2 and all(p["spec"].get("nodeName") for p in listed) else []
+
+    routers = wait_for("two router pods scheduled", scheduled_routers)
+    for pod in routers:
+        assert "nvidia.com/gpu.product" not in nodes[pod["spec"]["nodeName"]]["metadata"]["labels"]
+    wait_for(
+        "the entry Service to select the router",
+        lambda: (
+            kubectl.json("service", "chat", "-n", namespace)["spec"]["selector"].get(
+                "app.kubernetes.io/name"
+            )
+            == "gpumix-router"
+        ),
+    )
 
     desired = sum(entry["replicas"] for entry in plan)
     assert service["status"]["replicas"] == f"{desired}/{desired}"

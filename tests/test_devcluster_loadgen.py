@@ -107,3 +107,28 @@ def test_load_stops_at_its_duration() -> None:
         assert elapsed < 5
 
     asyncio.run(scenario())
+
+
+async def test_load_against_the_simulator_counts_tokens_and_judges_the_slo() -> None:
+    from gpumix.devcluster.loadgen import RequestClass, run_load
+    from gpumix.sim import SimSettings, start_simulator
+
+    handle = await start_simulator(
+        SimSettings(served_model_names=("chat",), gpu="L4", max_model_len=4096), "127.0.0.1", 0
+    )
+    try:
+        results = await run_load(
+            [handle.url],
+            [RequestClass("short", 64, 5, 1.0)],
+            rate=20.0,
+            duration=1.0,
+            max_requests=6,
+            model="chat",
+        )
+    finally:
+        await handle.stop()
+    assert results and all(r.status == 200 and r.output_tokens == 5 for r in results)
+    assert all(r.tpot_seconds is not None and r.tpot_seconds > 0 for r in results)
+    assert all(r.meets(ttft_seconds=10.0, tpot_seconds=10.0) for r in results)
+    assert not any(r.meets(ttft_seconds=1e-6, tpot_seconds=10.0) for r in results)
+    assert sorted(r.sent_at for r in results) == [r.sent_at for r in results]

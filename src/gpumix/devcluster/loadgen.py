@@ -51,6 +51,25 @@ class Result:
     status: int  # 0: the connection failed
     ttft_seconds: float | None
     e2e_seconds: float
+    output_tokens: int = 0  # content chunks received
+    sent_at: float = 0.0  # seconds after the load started
+
+    @property
+    def tpot_seconds(self) -> float | None:
+        """Mean time per output token after the first, as vLLM's TPOT."""
+        if self.ttft_seconds is None or self.output_tokens < 2:
+            return None
+        return (self.e2e_seconds - self.ttft_seconds) / (self.output_tokens - 1)
+
+    def meets(self, ttft_seconds: float, tpot_seconds: float) -> bool:
+        """Served, within both latency targets (a failed request never meets them)."""
+        tpot = self.tpot_seconds
+        return (
+            self.status == 200
+            and self.ttft_seconds is not None
+            and self.ttft_seconds <= ttft_seconds
+            and (tpot is None or tpot <= tpot_seconds)
+        )
 
 
 def require_loopback(url: str) -> str:
@@ -75,9 +94,11 @@ async def one_request(
     request_class: RequestClass,
     model: str,
     send_class_header: bool,
+    sent_at: float = 0.0,
 ) -> Result:
     started = time.monotonic()
     first: float | None = None
+    tokens = 0
     headers = {"x-gpumix-class": request_class.name} if send_class_header else {}
     body = {
         "model": model,
@@ -90,12 +111,25 @@ async def one_request(
             "POST", f"{target}/v1/chat/completions", json=body, headers=headers
         ) as response:
             async for line in response.aiter_lines():
-                if first is None and line.startswith("data: ") and '"content"' in line:
-                    first = time.monotonic() - started
+                if line.startswith("data: ") and _has_content(line):
+                    tokens += 1
+                    if first is None:
+                        first = time.monotonic() - started
             status = response.status_code
     except httpx.HTTPError:
         status = 0
-    return Result(request_class.name, target, status, first, time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    return Result(request_class.name, target, status, first, elapsed, tokens, sent_at)
+
+
+def _has_content(line: str) -> bool:
+    """An SSE chunk that carries generated text (not the role, finish or usage chunk)."""
+    try:
+        chunk = json.loads(line.removeprefix("data: "))
+    except ValueError:
+        return False
+    choices = chunk.get("choices") or [] if isinstance(chunk, dict) else []
+    return any((choice.get("delta") or {}).get("content") for choice in choices)
 
 
 async def run_load(
@@ -130,7 +164,7 @@ async def run_load(
             target = rng.choice(checked)
             tasks.append(
                 asyncio.create_task(
-                    one_request(client, target, request_class, model, send_class_header)
+                    one_request(client, target, request_class, model, send_class_header, next_at)
                 )
             )
         return list(await asyncio.gather(*tasks))

@@ -77,6 +77,16 @@ for service in team-a/chat team-a/assistant-70b; do
   echo
 done
 
+step "Through the router: the class mix, and where each class went (plan vs routed)"
+echo "waiting for chat's entry Service to select its routers..."
+for _ in $(seq 60); do
+  selected=$(kubectl get service chat -n team-a -o jsonpath='{.spec.selector.app\.kubernetes\.io/name}')
+  [ "$selected" = gpumix-router ] && break
+  sleep 1
+done
+"$GPUMIX_PYTHON" -m gpumix.devcluster.loadgen route --kubeconfig "$KUBECONFIG_PATH" \
+  --prometheus "$GPUMIX_PROMETHEUS_URL" --namespace team-a --service chat
+
 cat <<TXT
 
 gpumix is running. Look around:
@@ -88,7 +98,7 @@ gpumix is running. Look around:
   curl -s "\$GPUMIX_PROMETHEUS_URL/api/v1/targets?state=active"   # every gpumix pod, discovered
   kubectl get llmsvc -A -o wide            # plans, cost, readiness
   kubectl describe llmsvc -n team-a chat   # conditions and plan-change events
-  kubectl get pods -A -o wide              # vLLM pods on simulated GPU nodes
+  kubectl get pods -A -o wide              # vLLM pods on GPU nodes, routers on system nodes
   tail -f $OPERATOR_LOG
   kubectl delete node -l gpumix.io/sim-pool=l4-spot   # lose a spot pool; watch it re-plan
 Stop everything: make demo-down

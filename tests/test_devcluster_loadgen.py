@@ -132,3 +132,17 @@ async def test_load_against_the_simulator_counts_tokens_and_judges_the_slo() -> 
     assert all(r.meets(ttft_seconds=10.0, tpot_seconds=10.0) for r in results)
     assert not any(r.meets(ttft_seconds=1e-6, tpot_seconds=10.0) for r in results)
     assert sorted(r.sent_at for r in results) == [r.sent_at for r in results]
+
+
+def test_realised_shares_are_per_class_fractions_of_what_was_sent_in_between() -> None:
+    from gpumix.devcluster.loadgen import realised_shares
+
+    before = {("chat", "a"): 10.0, ("chat", "b"): 0.0, ("rag", "a"): 5.0}
+    after = {("chat", "a"): 40.0, ("chat", "b"): 10.0, ("rag", "a"): 5.0, ("rag", "b"): 8.0}
+    shares = realised_shares(before, after)
+    assert shares == {
+        ("chat", "a"): 0.75,
+        ("chat", "b"): 0.25,
+        ("rag", "a"): 0.0,
+        ("rag", "b"): 1.0,
+    }

@@ -271,6 +271,103 @@ def burst(args: argparse.Namespace) -> int:
     return 0 if failed == 0 else 1
 
 
+# ----- the demo's load through the router ----------------------------------------------------
+
+ROUTER_REQUESTS = "gpumix_router_requests_total"
+
+
+def router_urls(kubeconfig: str, namespace: str, service: str) -> list[str]:
+    """The service's Running router pods, as URLs on their (loopback) pod IPs."""
+    selector = f"app.kubernetes.io/name=gpumix-router,gpumix.io/service={service}"
+    pods = _kubectl_json(kubeconfig, "pods", "-n", namespace, "-l", selector)["items"]
+    return [
+        f"http://{pod['status']['podIP']}:{pod['spec']['containers'][0]['ports'][0]['containerPort']}"
+        for pod in pods
+        if pod["status"].get("phase") == "Running"
+        and pod["status"].get("podIP")
+        and not pod["metadata"].get("deletionTimestamp")
+    ]
+
+
+def planned_shares(kubeconfig: str, namespace: str, service: str) -> dict[tuple[str, str], float]:
+    """(class, deployment) -> the share of the class the plan sends to that deployment."""
+    body = _kubectl_json(kubeconfig, "llmsvc", service, "-n", namespace)
+    return {
+        (class_name, entry["deployment"]): float(share)
+        for entry in (body.get("status") or {}).get("plan") or []
+        for class_name, share in (entry.get("assignment") or {}).items()
+    }
+
+
+def routed_counts(prometheus: str, namespace: str, service: str) -> dict[tuple[str, str], float]:
+    """(class, deployment) -> requests the service's routers answered 200, as Prometheus has
+    them."""
+    query = (
+        f'sum by (class, deployment) ({ROUTER_REQUESTS}{{namespace="{namespace}",'
+        f'service="{service}",code="200"}})'
+    )
+    response = httpx.get(
+        f"{require_loopback(prometheus)}/api/v1/query", params={"query": query}, timeout=10
+    )
+    response.raise_for_status()
+    return {
+        (row["metric"].get("class", ""), row["metric"].get("deployment", "")): float(
+            row["value"][1]
+        )
+        for row in response.json()["data"]["result"]
+    }
+
+
+def realised_shares(
+    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]
+) -> dict[tuple[str, str], float]:
+    """Per class, the fraction of the requests between two counts that went to each
+    deployment."""
+    sent = {key: after.get(key, 0.0) - before.get(key, 0.0) for key in after}
+    per_class: dict[str, float] = {}
+    for (class_name, _), count in sent.items():
+        per_class[class_name] = per_class.get(class_name, 0.0) + count
+    return {key: count / per_class[key[0]] for key, count in sent.items() if per_class[key[0]] > 0}
+
+
+def route(args: argparse.Namespace) -> int:
+    routers = router_urls(args.kubeconfig, args.namespace, args.service)
+    if not routers:
+        print(f"no Running router pods of {args.namespace}/{args.service}", file=sys.stderr)
+        return 1
+    model, classes = _classes(args.kubeconfig, args.namespace, args.service)
+    print(
+        f"{args.namespace}/{args.service}: {args.requests} requests through its "
+        f"{len(routers)} routers (Poisson, {args.rate:g}/s, the service's class mix; the "
+        "router estimates each class from the prompt)"
+    )
+    before = routed_counts(args.prometheus, args.namespace, args.service)
+    results = asyncio.run(
+        run_load(
+            routers,
+            classes,
+            rate=args.rate,
+            duration=args.requests / args.rate * 3,
+            max_requests=args.requests,
+            model=model,
+        )
+    )
+    failed = sum(1 for r in results if r.status != 200)
+    print(f"  served {len(results) - failed}/{len(results)} requests")
+    time.sleep(args.scrape_wait)
+    realised = realised_shares(before, routed_counts(args.prometheus, args.namespace, args.service))
+    planned = planned_shares(args.kubeconfig, args.namespace, args.service)
+    print(f"\n  {'CLASS':<10} {'DEPLOYMENT':<40} {'PLAN':>6} {'ROUTED':>7}")
+    for key in sorted(set(planned) | set(realised)):
+        if planned.get(key, 0.0) == 0.0 and realised.get(key, 0.0) == 0.0:
+            continue
+        print(
+            f"  {key[0]:<10} {key[1]:<40} {planned.get(key, 0.0):>6.0%} "
+            f"{realised.get(key, 0.0):>7.0%}"
+        )
+    return 0 if failed == 0 else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpumix.devcluster.loadgen")
     actions = parser.add_subparsers(dest="action", required=True)
@@ -282,8 +379,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     burst_parser.add_argument("--requests", type=int, default=12, help="per configuration")
     burst_parser.add_argument("--rate", type=float, default=4.0, help="requests/s per pod")
     burst_parser.add_argument("--scrape-wait", type=float, default=11.0)
+    burst_parser.set_defaults(run=burst)
+    route_parser = actions.add_parser("route", help="the class mix through the routers")
+    route_parser.add_argument("--kubeconfig", required=True)
+    route_parser.add_argument("--prometheus", required=True, help="Prometheus URL (loopback)")
+    route_parser.add_argument("--namespace", required=True)
+    route_parser.add_argument("--service", required=True)
+    route_parser.add_argument("--requests", type=int, default=200)
+    route_parser.add_argument("--rate", type=float, default=10.0, help="requests/s in all")
+    route_parser.add_argument("--scrape-wait", type=float, default=11.0)
+    route_parser.set_defaults(run=route)
     args = parser.parse_args(argv)
-    return burst(args)
+    return int(args.run(args))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,223 @@
+"""The class-aware router makes the plan's assignment real (operator, router, simulators,
+Prometheus, all real; kwok and the simulator stand in for GPUs and vLLM).
+
+Clients send to the router pods' IPs (loopback addresses: the dev cluster has no kube-proxy, so
+the entry Service's ClusterIP does not route), split evenly over them as a Service would. Every
+load is bounded in count and time and targets 127.0.0.0/8 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gpumix.devcluster.cluster import DevCluster
+from gpumix.devcluster.loadgen import RequestClass, Result, require_loopback, run_load
+from support import Kubectl, OperatorProcess, is_ready, wait_for
+
+ROUTER_REQUESTS = "gpumix_router_requests"
+SHARE_TOLERANCE = 0.03  # the issue's bound: realised shares within 3 percentage points
+CLASSES = [
+    {"name": "chat", "inputTokens": 256, "outputTokens": 32, "share": 70},
+    {"name": "rag", "inputTokens": 4096, "outputTokens": 32, "share": 30},
+]
+TTFT_SECONDS, TPOT_SECONDS = 1.0, 0.1
+
+
+def routed_service(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    """Short outputs keep the simulators' token stream within what one Python process serves;
+    two classes whose prompts differ 16x make the plan send them to different GPUs."""
+    body: dict[str, Any] = {
+        "model": {
+            "name": "meta-llama/Llama-3.1-8B-Instruct",
+            "maxModelLen": 8192,
+            "weightFormats": ["bf16", "fp8"],
+        },
+        "workload": {"requestsPerSecond": "8", "headroomPercent": 20, "classes": CLASSES},
+        "slo": {"ttftMilliseconds": int(TTFT_SECONDS * 1000), "tpotMilliseconds": 100},
+        "placement": {"capacityTypes": ["on-demand", "spot"], "minReplicas": 2},
+        **spec,
+    }
+    return {
+        "apiVersion": "gpumix.io/v1alpha1",
+        "kind": "LLMService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+def router_urls(kubectl: Kubectl, namespace: str, service: str) -> list[str]:
+    selector = f"app.kubernetes.io/name=gpumix-router,gpumix.io/service={service}"
+    pods = kubectl.json("pods", "-n", namespace, "-l", selector)["items"]
+    return [
+        require_loopback(f"http://{pod['status']['podIP']}:8000")
+        for pod in pods
+        if pod["status"].get("phase") == "Running"
+        and pod["status"].get("podIP")
+        and not pod["metadata"].get("deletionTimestamp")
+    ]
+
+
+def healthy(urls: list[str]) -> bool:
+    try:
+        return all(httpx.get(f"{url}/health", timeout=2).status_code == 200 for url in urls)
+    except httpx.TransportError:
+        return False
+
+
+def routed_counts(urls: list[str]) -> dict[tuple[str, str], float]:
+    """(class, deployment) -> requests the routers answered with 200, summed over routers."""
+    counts: dict[tuple[str, str], float] = {}
+    for url in urls:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+        for family in text_string_to_metric_families(text):
+            if family.name != ROUTER_REQUESTS:
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels.get("code") == "200":
+                    key = (sample.labels["class"], sample.labels["deployment"])
+                    counts[key] = counts.get(key, 0.0) + sample.value
+    return counts
+
+
+def planned(kubectl: Kubectl, namespace: str, service: str) -> dict[tuple[str, str], float]:
+    status = kubectl.json("llmsvc", service, "-n", namespace)["status"]
+    return {
+        (class_name, entry["deployment"]): float(share)
+        for entry in status["plan"]
+        for class_name, share in entry["assignment"].items()
+    }
+
+
+def shares(counts: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
+    totals: dict[str, float] = {}
+    for (class_name, _), count in counts.items():
+        totals[class_name] = totals.get(class_name, 0.0) + count
+    return {key: count / totals[key[0]] for key, count in counts.items()}
+
+
+def load_classes(output_tokens: int | None = None) -> list[RequestClass]:
+    return [
+        RequestClass(
+            c["name"], c["inputTokens"], output_tokens or c["outputTokens"], float(c["share"])
+        )
+        for c in CLASSES
+    ]
+
+
+def attainment(results: list[Result], class_name: str | None = None) -> float:
+    chosen = [r for r in results if class_name is None or r.class_name == class_name]
+    if not chosen:
+        return 0.0
+    return sum(r.meets(TTFT_SECONDS, TPOT_SECONDS) for r in chosen) / len(chosen)
+
+
+@pytest.fixture
+def routed(kubectl: Kubectl, operator: OperatorProcess, namespace: str) -> tuple[str, list[str]]:
+    kubectl.apply(routed_service("mix", namespace))
+    wait_for("LLMService mix Ready", lambda: is_ready(kubectl, namespace, "mix"))
+    wait_for(
+        "the entry Service to select the router",
+        lambda: (
+            kubectl.json("service", "mix", "-n", namespace)["spec"]["selector"].get(
+                "app.kubernetes.io/name"
+            )
+            == "gpumix-router"
+        ),
+    )
+    urls = wait_for("two router pods", lambda: (u := router_urls(kubectl, namespace, "mix"))
+                    and len(u) == 2 and u)  # fmt: skip
+    wait_for("the routers synced with the API", lambda: healthy(urls))
+    return namespace, urls
+
+
+def test_each_class_goes_where_the_plan_says_within_3_points(
+    routed: tuple[str, list[str]], kubectl: Kubectl
+) -> None:
+    namespace, urls = routed
+    plan = planned(kubectl, namespace, "mix")
+    before = routed_counts(urls)
+    results = asyncio.run(
+        run_load(
+            urls,
+            load_classes(output_tokens=2),  # the route, not the generation, is measured here
+            rate=40.0,
+            duration=30.0,
+            max_requests=900,
+            model="mix",
+            send_class_header=True,
+        )
+    )
+    assert sum(r.status == 200 for r in results) == len(results), "every request served"
+    after = routed_counts(urls)
+    realised = shares({k: after[k] - before.get(k, 0.0) for k in after})
+    print(f"\nplanned {plan}\nrealised {realised}")
+    for key in set(plan) | set(realised):
+        assert abs(realised.get(key, 0.0) - plan.get(key, 0.0)) <= SHARE_TOLERANCE, key
+
+
+def test_plan_weighted_routing_meets_the_slo_where_round_robin_does_not_do_better(
+    routed: tuple[str, list[str]], kubectl: Kubectl
+) -> None:
+    namespace, urls = routed
+    outcome: dict[str, dict[str, float]] = {}
+    for mode in ("PlanWeighted", "RoundRobin"):
+        kubectl.run(
+            "patch", "llmsvc", "mix", "-n", namespace, "--type=merge",
+            "-p", f'{{"spec": {{"routing": {{"mode": "{mode}"}}}}}}',
+        )  # fmt: skip
+        time.sleep(3)  # the routers' watch delivers the change
+        results = asyncio.run(
+            run_load(urls, load_classes(), rate=8.0, duration=30.0, max_requests=300, model="mix")
+        )
+        outcome[mode] = {
+            "all": attainment(results),
+            **{c["name"]: attainment(results, c["name"]) for c in CLASSES},
+        }
+    print(f"\nSLO attainment (TTFT <= {TTFT_SECONDS}s, TPOT <= {TPOT_SECONDS}s): {outcome}")
+    assert outcome["PlanWeighted"]["all"] >= 0.9, outcome
+    assert outcome["PlanWeighted"]["all"] >= outcome["RoundRobin"]["all"], outcome
+
+
+def test_losing_a_spot_pool_mid_load(
+    routed: tuple[str, list[str]], kubectl: Kubectl, dev_cluster: DevCluster
+) -> None:
+    namespace, urls = routed
+    status = kubectl.json("llmsvc", "mix", "-n", namespace)["status"]
+    spot_pools = sorted({e["pool"] for e in status["plan"] if e["capacityType"] == "spot"})
+    if not spot_pools:
+        pytest.skip(f"the plan uses no spot pool on this fleet: {status['plan']}")
+    lost = spot_pools[0]
+
+    async def load_and_lose() -> tuple[list[Result], float]:
+        load = asyncio.create_task(
+            run_load(urls, load_classes(), rate=8.0, duration=40.0, max_requests=400, model="mix")
+        )
+        await asyncio.sleep(10.0)
+        lost_at = time.monotonic()
+        await asyncio.to_thread(dev_cluster.delete_pool_nodes, lost)
+        return await load, lost_at
+
+    started = time.monotonic()
+    results, lost_at = asyncio.run(load_and_lose())
+    lost_offset = lost_at - started
+    replanned = wait_for(
+        "a plan without the lost pool",
+        lambda: all(
+            e["pool"] != lost
+            for e in kubectl.json("llmsvc", "mix", "-n", namespace)["status"]["plan"]
+        ),
+    )
+    errors = [r for r in results if r.status != 200]
+    late_errors = [r for r in errors if r.sent_at > lost_offset + 15.0]
+    print(
+        f"\nlost {lost} at t={lost_offset:.1f}s: {len(errors)} of {len(results)} requests failed "
+        f"({len(late_errors)} sent 15 s after the loss); a plan without it "
+        f"{replanned_after:.1f} s after the loss: {bool(replanned)}"
+    )
+    assert not late_errors, late_errors[:5]

@@ -455,3 +455,21 @@ async def test_the_entry_service_moves_to_the_router_only_once_a_router_pod_is_r
         "app.kubernetes.io/name": "gpumix-router",
         "gpumix.io/service": "chat",
     }
+
+
+async def test_a_defect_planning_one_service_is_its_condition_and_the_others_are_planned() -> None:
+    from gpumix.operator.planner import default_demand_builder
+
+    def crashing_for_bad(resource: Any, hardware: Any, current: Any) -> Any:
+        if resource.metadata.name == "bad":
+            raise IndexError("list index out of range")
+        return default_demand_builder(resource, hardware, current)
+
+    fleet = Fleet([gpu_node("l4-1"), gpu_node("l4-2")], [llmservice("bad"), llmservice("good")])
+    fleet.planner.demand_builder = crashing_for_bad
+    await fleet.run_pass(force=True)
+    bad = fleet.condition("Feasible", "bad")
+    assert (bad["status"], bad["reason"]) == ("False", "InvalidSpec")
+    assert "IndexError" in bad["message"]
+    assert fleet.condition("Feasible", "good")["status"] == "True"
+    assert any(name.startswith("good-") for name in fleet.kube.deployments())

@@ -139,3 +139,18 @@ def test_examples_parse() -> None:
         if path.name.startswith("fleet-sim"):
             continue  # a simulated-fleet file for dev-cluster, not manifests
         assert load_manifests(path), path
+
+
+def test_a_class_longer_than_max_model_len_is_one_line_naming_the_class(tmp_path: Path) -> None:
+    path = tmp_path / "svc.yaml"
+    path.write_text(
+        "apiVersion: gpumix.io/v1alpha1\nkind: LLMService\nmetadata: {name: s, namespace: n}\n"
+        "spec:\n  model: {name: meta-llama/Llama-3.1-8B-Instruct, maxModelLen: 4096}\n"
+        "  workload:\n    requestsPerSecond: '2'\n"
+        "    classes: [{name: big, inputTokens: 8000, outputTokens: 500, share: 1}]\n"
+    )
+    with pytest.raises(InputError) as raised:
+        load_manifests(path)
+    message = raised.value.one_line()
+    assert str(path) in message and "\n" not in message
+    assert "workload.classes[0] (big)" in message and "maxModelLen 4096" in message

@@ -383,6 +383,9 @@ class FleetPlanner:
                     continue
                 except (InputError, ValueError) as error:
                     problem = str(error)
+                except Exception as error:  # a defect must not stop everyone's planning
+                    logger.exception("building the demand of %s/%s failed", key.namespace, key.name)
+                    problem = f"gpumix could not plan this spec ({type(error).__name__}: {error})"
             invalid[key] = Outcome(
                 record.generation, None, status.INVALID_SPEC, (problem or "invalid spec",), facts
             )

@@ -216,6 +216,19 @@ class LLMServiceSpec(CamelModel):
     )
 
     @model_validator(mode="after")
+    def _classes_fit_the_context(self) -> LLMServiceSpec:
+        # vLLM refuses such a request on every GPU; one line here, not one per configuration
+        limit = self.model.max_model_len
+        for index, request_class in enumerate(self.workload.classes):
+            tokens = request_class.input_tokens + request_class.output_tokens
+            if tokens > limit:
+                raise ValueError(
+                    f"workload.classes[{index}] ({request_class.name}): inputTokens + "
+                    f"outputTokens = {tokens} exceeds model.maxModelLen {limit}"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _max_throughput_needs_budget(self) -> LLMServiceSpec:
         if self.objective is Objective.MAX_THROUGHPUT and (
             self.budget is None or self.budget.max_cost_per_hour is None

@@ -34,6 +34,7 @@ class FakeKube:
         self.list_error: KubeError | None = None
         self.cluster_pods: list[dict[str, Any]] = []
         self.pods_error: KubeError | None = None
+        self.pool_statuses: dict[str, dict[str, Any]] = {}
 
     def list_children(self, namespace: str, service_name: str) -> list[dict[str, Any]]:
         self.calls.append(("list", namespace, service_name))
@@ -68,6 +69,7 @@ class FakeKube:
 
     def patch_gpupool_status(self, name: str, status: dict[str, Any]) -> None:
         self.calls.append(("pool-status", name))
+        self.pool_statuses[name] = copy.deepcopy(status)
 
     def post_event(self, **event: Any) -> None:
         self.calls.append(("event", event["reason"]))
@@ -473,3 +475,35 @@ async def test_a_defect_planning_one_service_is_its_condition_and_the_others_are
     assert "IndexError" in bad["message"]
     assert fleet.condition("Feasible", "good")["status"] == "True"
     assert any(name.startswith("good-") for name in fleet.kube.deployments())
+
+
+# -- GPUPool conditions ------------------------------------------------------------------------
+
+
+def gpupool(name: str, gpu_type: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "gpumix.io/v1alpha1",
+        "kind": "GPUPool",
+        "metadata": {"name": name, "generation": 1},
+        "spec": {"gpuType": gpu_type, "nodeSelector": {"karpenter.sh/nodepool": name}},
+    }
+
+
+async def test_a_gpupool_of_an_unknown_gpu_type_says_it_is_left_out_and_why() -> None:
+    fleet = Fleet([gpu_node("l4-1")], [llmservice()])
+    fleet.indices[indexes.POOLS_INDEX] = {
+        None: [indexes.pool_record(gpupool("mystery", "B300-288GB"))]
+    }
+    await fleet.run_pass(force=True)
+    written = fleet.kube.pool_statuses["mystery"]
+    condition = next(c for c in written["conditions"] if c["type"] == "Plannable")
+    assert (condition["status"], condition["reason"]) == ("False", "UnknownGPUType")
+    assert "B300-288GB" in condition["message"] and "spec.gpu" in condition["message"]
+
+    # the same answer on the next pass is not written again
+    fleet.indices[indexes.POOLS_INDEX] = {
+        None: [indexes.pool_record({**gpupool("mystery", "B300-288GB"), "status": written})]
+    }
+    writes = len(fleet.kube.calls)
+    await fleet.run_pass(force=True)
+    assert ("pool-status", "mystery") not in fleet.kube.calls[writes:]

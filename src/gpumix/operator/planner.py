@@ -31,6 +31,7 @@ from gpumix.planning import service_demand
 from gpumix.resources import GPUPool, LLMService, LLMServiceStatus, PlanEntryStatus
 from gpumix.resources.gpupool import GPUPoolStatus
 from gpumix.resources.llmservice import BaselineStatus
+from gpumix.resources.meta import Condition
 from gpumix.solver import (
     ConfigKey,
     CurrentPlan,
@@ -710,13 +711,15 @@ class FleetPlanner:
 
     def update_pool_statuses(self, snapshot: Snapshot) -> None:
         counted = {pool.name: pool for pool in snapshot.pools}
+        now = utc_now()
         for record in snapshot.pool_records:
             pool = counted.get(record.name)
-            if record.resource is None or pool is None:
+            if record.resource is None and not record.problem:
                 continue
-            price = pool.definition.price_per_gpu_hour
-            pool_status = GPUPoolStatus.model_validate(
-                {
+            fields: dict[str, Any] = {}
+            if pool is not None:
+                price = pool.definition.price_per_gpu_hour
+                fields = {
                     "nodes": pool.nodes,
                     "readyNodes": pool.ready_nodes,
                     "gpus": pool.gpus,
@@ -724,13 +727,66 @@ class FleetPlanner:
                     "availableGPUs": pool.available_gpus,
                     "pricePerGPUHour": f"{price:.4f}" if price is not None else None,
                 }
+            elif record.resource is not None and pool_problem(record) is None:
+                continue  # nothing counted yet, nothing wrong: leave the status as it is
+            conditions = status.set_condition(
+                _pool_conditions(record.raw_status),
+                plannable_condition(record),
+                now,
             )
-            document = indexes.gpupool_status_document(pool_status)
+            fields["conditions"] = [c.model_dump(mode="json", by_alias=True) for c in conditions]
+            document = indexes.gpupool_status_document(GPUPoolStatus.model_validate(fields))
             if document != dict(record.raw_status):
                 try:
                     self.kube.patch_gpupool_status(record.name, document)
                 except KubeError as error:
                     logger.warning("GPUPool %s status: %s", record.name, error)
+
+
+PLANNABLE = "Plannable"
+
+
+def _pool_conditions(raw_status: Mapping[str, Any]) -> tuple[Condition, ...]:
+    try:
+        return tuple(GPUPoolStatus.model_validate(raw_status).conditions)
+    except ValueError:
+        return ()  # unreadable: rewritten from scratch
+
+
+def pool_problem(record: indexes.PoolRecord) -> tuple[str, str] | None:
+    """(reason, message) when the planner must leave a GPUPool out, else None."""
+    if record.resource is None:
+        return status.INVALID_SPEC, record.problem or "invalid spec"
+    if record.resource.spec.gpu is None:
+        try:
+            catalog.get_gpu(record.resource.spec.gpu_type)
+        except InputError as error:
+            return (
+                "UnknownGPUType",
+                f"spec.gpuType: {error.detail}; describe the GPU with spec.gpu to use it",
+            )
+    return None
+
+
+def plannable_condition(record: indexes.PoolRecord) -> Condition:
+    problem = pool_problem(record)
+    generation = record.resource.metadata.generation if record.resource is not None else None
+    if problem is None:
+        return Condition(
+            type=PLANNABLE,
+            status="True",
+            reason="Plannable",
+            message="the planner uses this pool",
+            observed_generation=generation,
+        )
+    reason, message = problem
+    return Condition(
+        type=PLANNABLE,
+        status="False",
+        reason=reason,
+        message=f"left out of planning: {message}",
+        observed_generation=generation,
+    )
 
 
 def _condition(previous: Any, kind: str) -> Any | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -148,6 +149,8 @@ def _api_client(kubeconfig: str | None) -> Any:
     from kubernetes import client, config
 
     configuration = client.Configuration()
+    if kubeconfig and not os.path.isfile(kubeconfig):
+        raise InputError(f"no such file: {kubeconfig}", field="--kubeconfig")
     try:
         if kubeconfig:
             config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -191,8 +194,8 @@ class _ListWatch:
             try:
                 if resource_version is None:
                     resource_version = self._list()
-                stream = watch.Watch()
-                for event in stream.stream(
+                stream = watch.Watch()  # type: ignore[no-untyped-call]
+                for event in stream.stream(  # type: ignore[no-untyped-call]
                     self.list_call,
                     resource_version=resource_version,
                     allow_watch_bookmarks=True,
@@ -200,7 +203,7 @@ class _ListWatch:
                     _request_timeout=(CONNECT_TIMEOUT_SECONDS, WATCH_SECONDS + 10),
                 ):
                     if self.stopped.is_set():
-                        stream.stop()
+                        stream.stop()  # type: ignore[no-untyped-call]
                         return
                     obj = event.get("raw_object") or {}
                     kind = event.get("type", "")

@@ -22,6 +22,7 @@ VERBS: dict[str, str] = {
     "operator": "operator",
     "dev-cluster": "devcluster",
     "sim": "sim",
+    "router": "router",
 }
 
 EXIT_OK = 0

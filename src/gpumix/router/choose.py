@@ -1,0 +1,113 @@
+"""Where one request goes: a configuration drawn by the plan's weights, then its least busy pod.
+
+Pure: the table, the in-flight counts and the random source are passed in.
+
+PlanWeighted, for class ``w``:
+
+1. draw a configuration among those with a Ready pod, with probability proportional to
+   ``assignment[w]``; a configuration without Ready pods drops out, so its share is spread
+   over the others in proportion to theirs;
+2. if no configuration that serves ``w`` has a Ready pod, draw among the plan's configurations
+   that do, in proportion to their total assignment (uniformly if that is zero): a slower
+   answer beats a 503;
+3. if no plan configuration has a Ready pod (no plan yet, or a migration whose new pods are not
+   ready), draw uniformly among Deployments that have Ready pods.
+
+Within the configuration, the pod with the fewest requests in flight wins; ties are broken at
+random so that idle pods share the load.
+
+RoundRobin ignores classes and weights and cycles over every Ready pod of the service.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from gpumix.router.table import RoutingMode, RoutingTable
+
+
+@dataclass(frozen=True)
+class Pick:
+    deployment: str
+    pod: str  # ip:port
+
+
+def _draw(names: Sequence[str], weights: Sequence[float], rng: random.Random) -> str:
+    total = sum(weights)
+    point = rng.random() * total
+    for name, weight in zip(names, weights, strict=True):
+        point -= weight
+        if point < 0:
+            return name
+    # Rounding can leave ``point`` at a hair above zero: the last positive weight wins.
+    return next(n for n, w in zip(reversed(names), reversed(weights), strict=True) if w > 0)
+
+
+def choose_deployment(table: RoutingTable, class_name: str, rng: random.Random) -> str | None:
+    """The configuration (Deployment name) for one request of ``class_name``, PlanWeighted."""
+    ready = [entry for entry in table.entries if table.pods_of(entry.deployment)]
+    weights = [entry.weight(class_name) for entry in ready]
+    if sum(weights) > 0:
+        return _draw([entry.deployment for entry in ready], weights, rng)
+    if ready:
+        totals = [entry.total_weight for entry in ready]
+        if sum(totals) <= 0:
+            totals = [1.0] * len(ready)
+        return _draw([entry.deployment for entry in ready], totals, rng)
+    others = sorted(table.ready_pods)
+    return rng.choice(others) if others else None
+
+
+def least_in_flight(pods: Sequence[str], in_flight: Mapping[str, int], rng: random.Random) -> str:
+    fewest = min(in_flight.get(pod, 0) for pod in pods)
+    idle = [pod for pod in pods if in_flight.get(pod, 0) == fewest]
+    return idle[0] if len(idle) == 1 else rng.choice(idle)
+
+
+class Chooser:
+    """Picks (deployment, pod) per request; holds the round-robin position between requests."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng if rng is not None else random.Random()
+        self._next_round_robin = 0
+
+    def pick(
+        self,
+        table: RoutingTable,
+        class_name: str,
+        in_flight: Mapping[str, int],
+        excluded: frozenset[str] = frozenset(),
+    ) -> Pick | None:
+        """Where to send the request, avoiding ``excluded`` pods; None if no pod is Ready."""
+        table = table.without_pods(excluded)
+        if table.mode is RoutingMode.ROUND_ROBIN:
+            return self._round_robin(table)
+        deployment = choose_deployment(table, class_name, self.rng)
+        if deployment is None:
+            return None
+        return Pick(deployment, least_in_flight(table.pods_of(deployment), in_flight, self.rng))
+
+    def retry(
+        self,
+        table: RoutingTable,
+        class_name: str,
+        in_flight: Mapping[str, int],
+        failed: Pick,
+    ) -> Pick | None:
+        """Another pod after ``failed`` refused or reset: its configuration's other pods first,
+        else another configuration (drawn as for a new request, without the failed pod)."""
+        excluded = frozenset({failed.pod})
+        same = [pod for pod in table.pods_of(failed.deployment) if pod not in excluded]
+        if same and table.mode is RoutingMode.PLAN_WEIGHTED:
+            return Pick(failed.deployment, least_in_flight(same, in_flight, self.rng))
+        return self.pick(table, class_name, in_flight, excluded)
+
+    def _round_robin(self, table: RoutingTable) -> Pick | None:
+        pods = sorted((pod, name) for name, addrs in table.ready_pods.items() for pod in addrs)
+        if not pods:
+            return None
+        pod, deployment = pods[self._next_round_robin % len(pods)]
+        self._next_round_robin += 1
+        return Pick(deployment, pod)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import httpx
 import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
-from router_fakes import Backend, closed_port, json_backend, running_router, wait_for
 
 from gpumix.router import PlanEntry, RequestClass, RoutingTable
+from router_fakes import Backend, closed_port, json_backend, running_router, wait_for
 
 CLASSES = (RequestClass("chat", 512, 256), RequestClass("rag", 4096, 256))
 CHAT_BODY = {"model": "m", "prompt": "hello " * 10, "max_tokens": 200}
@@ -25,13 +26,15 @@ def table(pods: dict[str, tuple[str, ...]], entries: tuple[PlanEntry, ...]) -> R
 async def test_classes_go_where_the_plan_sends_them() -> None:
     async with json_backend("a").running() as a, json_backend("b").running() as b:
         plan = (PlanEntry("dep-a", {"chat": 1.0}), PlanEntry("dep-b", {"rag": 1.0}))
-        async with running_router(table({"dep-a": (a.address,), "dep-b": (b.address,)}, plan)) as r:
-            async with r.client() as client:
-                chat = await client.post("/v1/completions", json=CHAT_BODY)
-                rag = await client.post("/v1/completions", json=RAG_BODY)
-                forced = await client.post(
-                    "/v1/completions", json=CHAT_BODY, headers={"x-gpumix-class": "rag"}
-                )
+        async with (
+            running_router(table({"dep-a": (a.address,), "dep-b": (b.address,)}, plan)) as r,
+            r.client() as client,
+        ):
+            chat = await client.post("/v1/completions", json=CHAT_BODY)
+            rag = await client.post("/v1/completions", json=RAG_BODY)
+            forced = await client.post(
+                "/v1/completions", json=CHAT_BODY, headers={"x-gpumix-class": "rag"}
+            )
     assert chat.json() == {"served_by": "a"}
     assert rag.json() == {"served_by": "b"}
     assert forced.json() == {"served_by": "b"}
@@ -42,11 +45,10 @@ async def test_classes_go_where_the_plan_sends_them() -> None:
 async def test_unknown_class_header_is_a_400_naming_the_classes() -> None:
     async with json_backend("a").running() as a:
         plan = (PlanEntry("dep-a", {"chat": 1.0}),)
-        async with running_router(table({"dep-a": (a.address,)}, plan)) as r:
-            async with r.client() as client:
-                response = await client.post(
-                    "/v1/completions", json=CHAT_BODY, headers={"x-gpumix-class": "batch"}
-                )
+        async with running_router(table({"dep-a": (a.address,)}, plan)) as r, r.client() as client:
+            response = await client.post(
+                "/v1/completions", json=CHAT_BODY, headers={"x-gpumix-class": "batch"}
+            )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["param"] == "x-gpumix-class"
@@ -62,9 +64,11 @@ async def test_backend_error_status_and_body_reach_the_client() -> None:
 
     async with Backend(refuse).running() as backend:
         plan = (PlanEntry("dep-a", {"chat": 1.0, "rag": 1.0}),)
-        async with running_router(table({"dep-a": (backend.address,)}, plan)) as r:
-            async with r.client() as client:
-                response = await client.post("/v1/completions", json=CHAT_BODY)
+        async with (
+            running_router(table({"dep-a": (backend.address,)}, plan)) as r,
+            r.client() as client,
+        ):
+            response = await client.post("/v1/completions", json=CHAT_BODY)
             assert (
                 r.sample(
                     "gpumix_router_requests_total",
@@ -91,16 +95,16 @@ async def test_stream_chunks_pass_through_unbuffered() -> None:
 
     async with Backend(stream).running() as backend:
         plan = (PlanEntry("dep-a", {"chat": 1.0}),)
-        async with running_router(table({"dep-a": (backend.address,)}, plan)) as r:
-            async with (
-                r.client() as client,
-                client.stream("POST", "/v1/completions", json={**CHAT_BODY, "stream": True}) as s,
-            ):
-                chunks = s.aiter_raw()
-                # The second chunk is not even written yet: the first must arrive on its own.
-                first = await asyncio.wait_for(anext(chunks), 5)
-                release_second.set()
-                rest = b"".join([chunk async for chunk in chunks])
+        async with (
+            running_router(table({"dep-a": (backend.address,)}, plan)) as r,
+            r.client() as client,
+            client.stream("POST", "/v1/completions", json={**CHAT_BODY, "stream": True}) as s,
+        ):
+            chunks = s.aiter_raw()
+            # The second chunk is not even written yet: the first must arrive on its own.
+            first = await asyncio.wait_for(anext(chunks), 5)
+            release_second.set()
+            rest = b"".join([chunk async for chunk in chunks])
     assert s.status_code == 200
     assert s.headers["content-type"] == "text/event-stream"
     assert first == b'data: {"text": "first"}\n\n'
@@ -112,9 +116,8 @@ async def test_refused_connection_is_retried_once_on_another_configuration() -> 
     async with json_backend("live").running() as live:
         plan = (PlanEntry("dep-dead", {"chat": 1.0}), PlanEntry("dep-live", {"rag": 1.0}))
         pods = {"dep-dead": (dead,), "dep-live": (live.address,)}
-        async with running_router(table(pods, plan)) as r:
-            async with r.client() as client:
-                response = await client.post("/v1/completions", json=CHAT_BODY)
+        async with running_router(table(pods, plan)) as r, r.client() as client:
+            response = await client.post("/v1/completions", json=CHAT_BODY)
             retries = r.sample("gpumix_router_upstream_retries_total", {"deployment": "dep-dead"})
             in_flight = r.sample("gpumix_router_in_flight_requests", {"deployment": "dep-dead"})
     assert response.status_code == 200
@@ -128,11 +131,8 @@ async def test_refused_connection_is_retried_on_the_same_configuration_first() -
     async with json_backend("same").running() as same, json_backend("other").running() as other:
         plan = (PlanEntry("dep-a", {"chat": 1.0}), PlanEntry("dep-b", {"chat": 0.001}))
         pods = {"dep-a": (dead, same.address), "dep-b": (other.address,)}
-        async with running_router(table(pods, plan), seed=3) as r:
-            async with r.client() as client:
-                responses = [
-                    await client.post("/v1/completions", json=CHAT_BODY) for _ in range(20)
-                ]
+        async with running_router(table(pods, plan), seed=3) as r, r.client() as client:
+            responses = [await client.post("/v1/completions", json=CHAT_BODY) for _ in range(20)]
             retries = r.sample("gpumix_router_upstream_retries_total", {"deployment": "dep-a"})
     assert all(response.status_code == 200 for response in responses)
     assert retries >= 1  # the dead pod was drawn at least once (seeded) ...
@@ -142,9 +142,8 @@ async def test_refused_connection_is_retried_on_the_same_configuration_first() -
 async def test_every_pod_refusing_is_a_502_after_one_retry() -> None:
     plan = (PlanEntry("dep-a", {"chat": 1.0}),)
     pods = {"dep-a": (closed_port(), closed_port(), closed_port())}
-    async with running_router(table(pods, plan)) as r:
-        async with r.client() as client:
-            response = await client.post("/v1/completions", json=CHAT_BODY)
+    async with running_router(table(pods, plan)) as r, r.client() as client:
+        response = await client.post("/v1/completions", json=CHAT_BODY)
         retries = r.sample("gpumix_router_upstream_retries_total", {"deployment": "dep-a"})
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_unavailable"
@@ -181,10 +180,9 @@ async def test_no_retry_once_the_backend_has_sent_its_first_byte() -> None:
 
 async def test_no_ready_pod_is_a_503_with_retry_after() -> None:
     plan = (PlanEntry("dep-a", {"chat": 1.0}),)
-    async with running_router(table({}, plan)) as r:
-        async with r.client() as client:
-            response = await client.post("/v1/chat/completions", json={"messages": []})
-            models = await client.get("/v1/models")
+    async with running_router(table({}, plan)) as r, r.client() as client:
+        response = await client.post("/v1/chat/completions", json={"messages": []})
+        models = await client.get("/v1/models")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "3"
     assert response.json()["error"]["code"] == "no_ready_pods"
@@ -203,14 +201,21 @@ async def _disconnect_is_seen_upstream(
     handler_started: asyncio.Event, backend: Backend, read_first: bool
 ) -> None:
     plan = (PlanEntry("dep-a", {"chat": 1.0}),)
-    async with running_router(table({"dep-a": (backend.address,)}, plan)) as r:
-        async with r.client() as client:
+    async with (
+        running_router(table({"dep-a": (backend.address,)}, plan)) as r,
+        r.client() as client,
+    ):
+        if read_first:
             async with client.stream("POST", "/v1/completions", json=CHAT_BODY) as s:
-                if read_first:
-                    await asyncio.wait_for(anext(s.aiter_raw()), 5)
-                else:
-                    await asyncio.wait_for(handler_started.wait(), 5)
+                await asyncio.wait_for(anext(s.aiter_raw()), 5)
             # Leaving the block closed the client's connection mid-answer.
+        else:
+            # No header has come back yet, so hang up by abandoning the request itself.
+            pending = asyncio.create_task(client.post("/v1/completions", json=CHAT_BODY))
+            await asyncio.wait_for(handler_started.wait(), 5)
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
         assert await wait_for(
             lambda: (
                 r.sample(
@@ -265,14 +270,11 @@ async def test_client_hang_up_before_the_first_byte_cancels_the_upstream_request
 async def test_metrics_parse_with_the_documented_names_and_labels() -> None:
     async with json_backend("a").running() as a:
         plan = (PlanEntry("dep-a", {"chat": 1.0, "rag": 1.0}),)
-        async with running_router(table({"dep-a": (a.address,)}, plan)) as r:
-            async with r.client() as client:
-                await client.post("/v1/completions", json=CHAT_BODY)
-                # Header says rag, the body looks like chat: one confusion-matrix entry.
-                await client.post(
-                    "/v1/completions", json=CHAT_BODY, headers={"x-gpumix-class": "rag"}
-                )
-                page = await client.get("/metrics")
+        async with running_router(table({"dep-a": (a.address,)}, plan)) as r, r.client() as client:
+            await client.post("/v1/completions", json=CHAT_BODY)
+            # Header says rag, the body looks like chat: one confusion-matrix entry.
+            await client.post("/v1/completions", json=CHAT_BODY, headers={"x-gpumix-class": "rag"})
+            page = await client.get("/metrics")
     assert page.status_code == 200
     families = {f.name: f for f in text_string_to_metric_families(page.text)}
     samples = {

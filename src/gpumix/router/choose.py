@@ -4,9 +4,11 @@ Pure: the table, the in-flight counts and the random source are passed in.
 
 PlanWeighted, for class ``w``:
 
-1. draw a configuration among those with a Ready pod, with probability proportional to
-   ``assignment[w]``; a configuration without Ready pods drops out, so its share is spread
-   over the others in proportion to theirs;
+1. pick a configuration among those with a Ready pod, in proportion to ``assignment[w]``,
+   by smooth weighted round-robin (nginx's): deterministic, so after n requests of a class
+   each configuration's realised share is within 1/n of its weight (a random draw would need
+   thousands of requests to get within a few points); a configuration without Ready pods
+   drops out, so its share is spread over the others in proportion to theirs;
 2. if no configuration that serves ``w`` has a Ready pod, draw among the plan's configurations
    that do, in proportion to their total assignment (uniformly if that is zero): a slower
    answer beats a 503;
@@ -22,7 +24,7 @@ RoundRobin ignores classes and weights and cycles over every Ready pod of the se
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gpumix.router.table import RoutingMode, RoutingTable
@@ -34,30 +36,39 @@ class Pick:
     pod: str  # ip:port
 
 
-def _draw(names: Sequence[str], weights: Sequence[float], rng: random.Random) -> str:
-    total = sum(weights)
-    point = rng.random() * total
-    for name, weight in zip(names, weights, strict=True):
-        point -= weight
-        if point < 0:
-            return name
-    # Rounding can leave ``point`` at a hair above zero: the last positive weight wins.
-    return next(n for n, w in zip(reversed(names), reversed(weights), strict=True) if w > 0)
+Draw = Callable[[Sequence[str], Sequence[float]], str]
 
 
-def choose_deployment(table: RoutingTable, class_name: str, rng: random.Random) -> str | None:
+class SmoothWeighted:
+    """Smooth weighted round-robin over a changing set of names: each pick adds every name's
+    weight to its credit, takes the name with the most credit and charges it the total."""
+
+    def __init__(self) -> None:
+        self.credit: dict[str, float] = {}
+
+    def __call__(self, names: Sequence[str], weights: Sequence[float]) -> str:
+        # names that left (no Ready pod, or out of the plan) forget their credit
+        self.credit = {name: self.credit.get(name, 0.0) for name in names}
+        for name, weight in zip(names, weights, strict=True):
+            self.credit[name] += weight
+        chosen = max(names, key=lambda name: (self.credit[name], name))
+        self.credit[chosen] -= sum(weights)
+        return chosen
+
+
+def choose_deployment(table: RoutingTable, class_name: str, draw: Draw) -> str | None:
     """The configuration (Deployment name) for one request of ``class_name``, PlanWeighted."""
     ready = [entry for entry in table.entries if table.pods_of(entry.deployment)]
     weights = [entry.weight(class_name) for entry in ready]
     if sum(weights) > 0:
-        return _draw([entry.deployment for entry in ready], weights, rng)
+        return draw([entry.deployment for entry in ready], weights)
     if ready:
         totals = [entry.total_weight for entry in ready]
         if sum(totals) <= 0:
             totals = [1.0] * len(ready)
-        return _draw([entry.deployment for entry in ready], totals, rng)
+        return draw([entry.deployment for entry in ready], totals)
     others = sorted(table.ready_pods)
-    return rng.choice(others) if others else None
+    return draw(others, [1.0] * len(others)) if others else None
 
 
 def least_in_flight(pods: Sequence[str], in_flight: Mapping[str, int], rng: random.Random) -> str:
@@ -72,6 +83,7 @@ class Chooser:
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng if rng is not None else random.Random()
         self._next_round_robin = 0
+        self._weighted: dict[str, SmoothWeighted] = {}  # per class
 
     def pick(
         self,
@@ -84,7 +96,8 @@ class Chooser:
         table = table.without_pods(excluded)
         if table.mode is RoutingMode.ROUND_ROBIN:
             return self._round_robin(table)
-        deployment = choose_deployment(table, class_name, self.rng)
+        draw = self._weighted.setdefault(class_name, SmoothWeighted())
+        deployment = choose_deployment(table, class_name, draw)
         if deployment is None:
             return None
         return Pick(deployment, least_in_flight(table.pods_of(deployment), in_flight, self.rng))

@@ -13,6 +13,8 @@ from typing import Protocol
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
 
 from gpumix.router.choose import Chooser
 from gpumix.router.metrics import RouterMetrics
@@ -70,8 +72,6 @@ def create_app(
 
     # Routes take the raw Request: no body model, so nothing is parsed twice or validated
     # here that the backend validates anyway.
-    from starlette.requests import Request
-    from starlette.responses import Response
 
     async def completions(request: Request) -> Response:
         return await proxy().completions(request)

@@ -15,7 +15,7 @@ Two list-then-watch loops, each in a daemon thread (the official client blocks):
 
 A dropped watch resumes from the last resourceVersion, an expired one (410 Gone) lists again,
 and API errors back off from 1 s to 30 s. Until reconnected, the last table keeps routing.
-Permissions needed: get/list/watch on pods and llmservices in the namespace; nothing else
+Permissions needed: list/watch on pods and llmservices in the namespace; nothing else
 (no Secrets, no Endpoints).
 """
 

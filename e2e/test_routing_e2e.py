@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpumix.devcluster.cluster import DevCluster
 from gpumix.devcluster.loadgen import RequestClass, Result, require_loopback, run_load
+from gpumix.devcluster.prometheus import SCRAPE_INTERVAL_SECONDS
 from support import Kubectl, OperatorProcess, is_ready, wait_for
 
 ROUTER_REQUESTS = "gpumix_router_requests"
@@ -27,6 +28,10 @@ CLASSES = [
     {"name": "rag", "inputTokens": 4096, "outputTokens": 32, "share": 30},
 ]
 TTFT_SECONDS, TPOT_SECONDS = 1.0, 0.1
+SCRAPED_SECONDS = 2 * SCRAPE_INTERVAL_SECONDS + 2  # the last requests reach Prometheus
+# What PlanWeighted must win by. Not an absolute attainment: the planner sizes TTFT by the mean
+# M/D/1 wait, so at the plan's utilisation the p90 of the long class sits near its target.
+ATTAINMENT_MARGIN = 0.15
 
 
 def routed_service(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
@@ -110,6 +115,44 @@ def load_classes(output_tokens: int | None = None) -> list[RequestClass]:
     ]
 
 
+def latency_summary(results: list[Result]) -> dict[str, str]:
+    """Per class: p50/p95 TTFT and TPOT in ms, so a failed attainment says which target slipped."""
+
+    def pct(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else -1
+
+    summary = {}
+    for c in CLASSES:
+        chosen = [r for r in results if r.class_name == c["name"] and r.status == 200]
+        ttft = [r.ttft_seconds for r in chosen if r.ttft_seconds is not None]
+        tpot = [t for r in chosen if (t := r.tpot_seconds) is not None]
+        summary[c["name"]] = (
+            f"n={len(chosen)} ttft p50/p95 {pct(ttft, 0.5):.0f}/{pct(ttft, 0.95):.0f} ms, "
+            f"tpot p50/p95 {pct(tpot, 0.5):.0f}/{pct(tpot, 0.95):.0f} ms"
+        )
+    return summary
+
+
+def simulator_p90(prometheus: str, namespace: str, start: float, end: float) -> dict[str, float]:
+    """p90 TTFT and TPOT in seconds over [start, end], from the simulators' own histograms as
+    Prometheus scraped them (the difference of the cumulative buckets at the two instants)."""
+    p90 = {}
+    for name, metric in (
+        ("ttft", "vllm:time_to_first_token_seconds_bucket"),
+        ("tpot", "vllm:request_time_per_output_token_seconds_bucket"),
+    ):
+        series = f'{metric}{{namespace="{namespace}"}}'
+        promql = f"histogram_quantile(0.9, sum by (le) ({series} @ {end} - {series} @ {start}))"
+        response = httpx.get(
+            require_loopback(f"{prometheus}/api/v1/query"), params={"query": promql}, timeout=5
+        )
+        response.raise_for_status()
+        rows = response.json()["data"]["result"]
+        p90[name] = float(rows[0]["value"][1]) if rows else float("nan")
+    return p90
+
+
 def attainment(results: list[Result], class_name: str | None = None) -> float:
     chosen = [r for r in results if class_name is None or r.class_name == class_name]
     if not chosen:
@@ -161,27 +204,39 @@ def test_each_class_goes_where_the_plan_says_within_3_points(
         assert abs(realised.get(key, 0.0) - plan.get(key, 0.0)) <= SHARE_TOLERANCE, key
 
 
-def test_plan_weighted_routing_meets_the_slo_where_round_robin_does_not_do_better(
-    routed: tuple[str, list[str]], kubectl: Kubectl
+def test_plan_weighted_routing_meets_the_slo_better_than_round_robin(
+    routed: tuple[str, list[str]], kubectl: Kubectl, dev_cluster: DevCluster
 ) -> None:
     namespace, urls = routed
+    prometheus = dev_cluster.prometheus_url
+    assert prometheus is not None
     outcome: dict[str, dict[str, float]] = {}
+    p90: dict[str, dict[str, float]] = {}
     for mode in ("PlanWeighted", "RoundRobin"):
         kubectl.run(
             "patch", "llmsvc", "mix", "-n", namespace, "--type=merge",
             "-p", f'{{"spec": {{"routing": {{"mode": "{mode}"}}}}}}',
         )  # fmt: skip
         time.sleep(3)  # the routers' watch delivers the change
+        time.sleep(SCRAPED_SECONDS)  # the previous load's last requests are scraped before start
+        start = time.time()
         results = asyncio.run(
             run_load(urls, load_classes(), rate=8.0, duration=30.0, max_requests=300, model="mix")
         )
+        time.sleep(SCRAPED_SECONDS)
+        p90[mode] = simulator_p90(prometheus, namespace, start, time.time())
         outcome[mode] = {
             "all": attainment(results),
             **{c["name"]: attainment(results, c["name"]) for c in CLASSES},
         }
+        print(f"\n{mode}: {latency_summary(results)}")
     print(f"\nSLO attainment (TTFT <= {TTFT_SECONDS}s, TPOT <= {TPOT_SECONDS}s): {outcome}")
-    assert outcome["PlanWeighted"]["all"] >= 0.9, outcome
-    assert outcome["PlanWeighted"]["all"] >= outcome["RoundRobin"]["all"], outcome
+    print(f"simulators' p90 from Prometheus (seconds): {p90}")
+    plan_weighted, round_robin = outcome["PlanWeighted"], outcome["RoundRobin"]
+    assert plan_weighted["all"] >= round_robin["all"] + ATTAINMENT_MARGIN, outcome
+    # the plan keeps every configuration's batch within the TPOT target
+    assert p90["PlanWeighted"]["tpot"] <= TPOT_SECONDS, p90
+    assert p90["PlanWeighted"]["ttft"] < p90["RoundRobin"]["ttft"], p90
 
 
 def test_losing_a_spot_pool_mid_load(

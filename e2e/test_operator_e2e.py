@@ -334,10 +334,30 @@ def test_invalid_spec_is_refused_by_the_api_server_naming_the_field(
     assert "NotFound" in kubectl.run("get", "llmsvc", "bad", "-n", namespace, check=False)
 
 
+# The second spec's LP has several optimal class splits over the same replicas: before
+# solver.stability kept the running split, each restart rewrote both Deployments with another.
+RESTART_SPECS = {
+    "unique-split": {},
+    "many-optimal-splits": {
+        "workload": {
+            "requestsPerSecond": "9",
+            "headroomPercent": 20,
+            "classes": [
+                {"name": "chat", "inputTokens": 700, "outputTokens": 300, "share": 75},
+                {"name": "summarize", "inputTokens": 3000, "outputTokens": 200, "share": 25},
+            ],
+        },
+        "slo": {"ttftMilliseconds": 3000, "tpotMilliseconds": 120},
+        "placement": {"capacityTypes": ["spot"], "minReplicas": 2},
+    },
+}
+
+
+@pytest.mark.parametrize("spec", RESTART_SPECS.values(), ids=RESTART_SPECS.keys())
 def test_operator_restart_writes_nothing(
-    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, spec: dict[str, Any]
 ) -> None:
-    kubectl.apply(llmservice("steady", namespace))
+    kubectl.apply(llmservice("steady", namespace, **spec))
     wait_for("steady Ready", lambda: is_ready(kubectl, namespace, "steady"))
     time.sleep(5)  # let the last status patches land
 

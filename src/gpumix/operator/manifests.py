@@ -241,9 +241,9 @@ def _decimal(value: float) -> str:
     return text or "0"
 
 
-def _share_map(values: Mapping[str, float]) -> str:
+def _share_map(values: Mapping[str, float], digits: int = 6) -> str:
     return json.dumps(
-        {name: round(share, 6) for name, share in sorted(values.items())},
+        {name: round(share, digits) for name, share in sorted(values.items())},
         separators=(",", ":"),
     )
 
@@ -253,7 +253,9 @@ def _plan_annotations(entry: PlanEntry) -> dict[str, str]:
     # that only shifts traffic shares does not roll the pods.
     return {
         COST_ANNOTATION: _decimal(entry.cost_per_hour),
-        ASSIGNMENT_ANNOTATION: _share_map(entry.assignment),
+        # 3 decimals, as status records them: shares kept from status (solver.stability) then
+        # give the same annotation as the pass that first chose them.
+        ASSIGNMENT_ANNOTATION: _share_map(entry.assignment, digits=3),
         CAPACITY_ANNOTATION: _share_map(entry.capacity_rps),
     }
 

@@ -145,6 +145,23 @@ def current_plan_from_status(records: Sequence[indexes.ServiceRecord]) -> dict[A
     return plan
 
 
+def current_assignment_from_status(
+    records: Sequence[indexes.ServiceRecord],
+) -> dict[Any, dict[str, float]]:
+    """The class shares each running configuration serves, as recorded in status: the plan
+    keeps them while its replicas still carry them (``gpumix.solver.stability``)."""
+    shares: dict[Any, dict[str, float]] = {}
+    for record in records:
+        if record.status is None:
+            continue
+        for entry in record.status.plan:
+            key = ConfigKey(entry.pool, entry.tensor_parallel, entry.weight_format)
+            shares[service_key(record), key] = {
+                name: float(share) for name, share in entry.assignment.items()
+            }
+    return shares
+
+
 def inputs_fingerprint(inputs: PlanningInputs) -> str:
     """Hash of what the solver sees, without the current plan (which our own writes change)."""
     text = repr((inputs.pools, sorted(inputs.services, key=lambda s: s.key)))
@@ -394,6 +411,7 @@ class FleetPlanner:
             pools=tuple(h.pool for h in hardware),
             services=tuple(demands),
             current_plan=current_plan,
+            current_assignment=current_assignment_from_status(snapshot.services),
         )
         fingerprint = inputs_fingerprint(inputs) + repr(sorted(invalid))
         if not force and fingerprint == self.state.fingerprint:

@@ -50,7 +50,7 @@ def service_plans(formulation: Formulation) -> tuple[ServicePlan, ...]:
                 )
             )
         entries.sort(key=lambda entry: (entry.pool, entry.tensor_parallel, entry.weight_format))
-        class_capacity = _capacity_by_class(service.classes, entries, scale)
+        class_capacity = capacity_by_class(service.classes, entries, scale)
         class_demand = {
             request_class.name: request_class.demand_rps * scale
             for request_class in service.classes
@@ -72,7 +72,7 @@ def service_plans(formulation: Formulation) -> tuple[ServicePlan, ...]:
     return tuple(plans)
 
 
-def _capacity_by_class(
+def capacity_by_class(
     classes: tuple[RequestClass, ...], entries: list[PlanEntry], scale: float
 ) -> dict[str, float]:
     """Replica capacity allocated to each class: every replica's time is split between the

@@ -159,6 +159,8 @@ class ServiceKey:
 
 # The operator's current deployment: (service, configuration) -> replicas.
 CurrentPlan = Mapping[tuple[ServiceKey, ConfigKey], int]
+# The class shares each running configuration serves now (class -> share of the class).
+CurrentAssignment = Mapping[tuple[ServiceKey, ConfigKey], Mapping[str, float]]
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,8 @@ class PlanningInputs:
     pools: tuple[Pool, ...]
     services: tuple[ServiceDemand, ...]
     current_plan: CurrentPlan = field(default_factory=dict)
+    # Shares that stay when the new plan's replicas still carry them (solver.stability).
+    current_assignment: CurrentAssignment = field(default_factory=dict)
 
     def pool(self, name: str) -> Pool:
         for pool in self.pools:

@@ -31,6 +31,7 @@ from gpumix.solver.model import (
     SolveOptions,
     SolveStatus,
 )
+from gpumix.solver.stability import keep_current_assignments
 
 
 @dataclass
@@ -407,7 +408,7 @@ def solve(inputs: PlanningInputs, options: SolveOptions | None = None) -> PlanRe
         if found is None:
             found = _empty_plan(service, objective, reasons.get(service.key, ()))
         service_results.append(found)
-    results = tuple(service_results)
+    results = keep_current_assignments(tuple(service_results), services, inputs.current_assignment)
     if options.baselines:
         results = with_baselines(inputs, results, objectives, options)
 

@@ -38,9 +38,10 @@ cluster-bins: install
 e2e: cluster-bins
 	$(PY) -m pytest -q -p no:cacheprovider -s e2e
 
-## bench: solver benchmark -> bench/results/solver.md
+## bench: solver and router benchmarks -> bench/results/{solver,router}.md
 bench: install
 	$(PY) -m bench.solver
+	$(PY) -m bench.router
 
 ## calibrate: performance model vs published vLLM measurements (docs/perf-model.md)
 calibrate: install

@@ -12,7 +12,9 @@ ahead of time.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,9 +68,19 @@ def operator(
         print(f"\n--- operator log tail ({process.log_path}) ---\n{process.log_tail()}")
 
 
+def namespace_name(test_name: str) -> str:
+    """A DNS label from the test's name; a parametrised test's id is hashed in, so each case
+    gets its own namespace."""
+    base = re.sub(r"[^a-z0-9-]+", "-", test_name.removeprefix("test_").replace("_", "-").lower())
+    if "[" not in test_name:
+        return base[:40].strip("-")
+    digest = hashlib.sha256(test_name.encode()).hexdigest()[:6]
+    return f"{base[:33].strip('-')}-{digest}"
+
+
 @pytest.fixture
 def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = "e2e-" + request.node.name.removeprefix("test_").replace("_", "-")[:40].strip("-")
+    name = "e2e-" + namespace_name(request.node.name)
     kubectl.run("create", "namespace", name)
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)

@@ -186,6 +186,7 @@ async def serve_router(
         access_log=False,  # the request path must stay cheap; metrics count every request
         server_header=False,  # the backend's Server and Date headers are passed on instead
         date_header=False,
+        proxy_headers=False,  # the client address is not used; skip the per-request middleware
         lifespan="on",
         timeout_graceful_shutdown=5,
     )

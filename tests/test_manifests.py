@@ -269,6 +269,22 @@ def test_names_are_dns_labels_and_deterministic() -> None:
     assert DNS_1035.match(dotted) and dotted != "chat-l4-spot-tp1-bf16"
 
 
+def test_services_and_pools_whose_names_share_dashes_get_distinct_deployments() -> None:
+    """`chat` on pool `l4-spot` and `chat-l4` on pool `spot`, in one namespace, were one
+    Deployment name: the second service's apply overwrote the first's."""
+    spot = dataclasses.replace(L4_SPOT_ENTRY, pool="spot")
+    names = {
+        deployment_name("chat", L4_SPOT_ENTRY),
+        deployment_name("chat-l4", spot),
+        deployment_name("chat-l4-spot", dataclasses.replace(L4_SPOT_ENTRY, pool="x")),
+    }
+    assert len(names) == 3, names
+    assert deployment_name("chat", L4_SPOT_ENTRY) == "chat-l4-spot-tp1-bf16"  # stays readable
+    dashed = deployment_name("chat-l4", spot)
+    assert dashed.startswith("chat-l4-spot-tp1-bf16-") and DNS_1035.match(dashed)
+    assert dashed == deployment_name("chat-l4", spot)  # deterministic: the same on every pass
+
+
 def test_long_service_names_give_valid_labels_and_selectors() -> None:
     long_name = "x" * 40 + "." + "y" * 40
     service = make_service(name=long_name)
@@ -366,7 +382,7 @@ def test_the_70b_example_builds_a_tp4_deployment() -> None:
     assert isinstance(service, LLMService)
     entry = dataclasses.replace(H100_ENTRY, assignment={"chat": 1.0, "long-context": 0.8})
     deployment = build_deployment(service, entry, H100_ON_DEMAND)
-    assert deployment["metadata"]["name"] == "assistant-70b-h100-on-demand-tp4-fp8"
+    assert deployment["metadata"]["name"] == "assistant-70b-h100-on-demand-tp4-fp8-64378f1b"
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--model") + 1] == "meta-llama/Llama-3.1-70B-Instruct"
     assert args[args.index("--max-model-len") + 1] == "16384"

@@ -151,9 +151,20 @@ def label_value(raw: str) -> str:
 
 
 def deployment_name(service_name: str, entry: PlanEntry) -> str:
-    """``<service>-<pool>-tp<k>-<format>``, e.g. ``chat-l4-spot-tp1-bf16``; DNS-1035, ≤ 63."""
+    """``<service>-<pool>-tp<k>-<format>``, e.g. ``chat-l4-spot-tp1-bf16``; DNS-1035, ≤ 63.
+
+    Read from the right, tp and format are fixed; read from the left, the service ends at the
+    first ``-`` only when its name has none. So a service whose name has a ``-`` gets a hash of
+    the four parts as a suffix: ``chat`` on pool ``l4-spot`` and ``chat-l4`` on pool ``spot``
+    would otherwise both be ``chat-l4-spot-tp1-bf16``, one service's apply overwriting the
+    other's Deployment. (A readable name ends in the format; a hashed one in 8 hex digits.)
+    """
     raw = f"{service_name}-{entry.pool}-tp{entry.tensor_parallel}-{entry.weight_format}"
-    return dns_label(raw)
+    if "-" not in service_name:
+        return dns_label(raw)
+    parts = f"{service_name}/{entry.pool}/{entry.tensor_parallel}/{entry.weight_format}"
+    head = dns_label(raw)[: MAX_NAME_LENGTH - _HASH_LENGTH - 1].rstrip("-")
+    return f"{head}-{_short_hash(parts)}"
 
 
 def service_name(service: LLMService) -> str:

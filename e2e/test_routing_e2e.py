@@ -249,26 +249,42 @@ def test_losing_a_spot_pool_mid_load(
     if not spot_pools:
         pytest.skip(f"the plan uses no spot pool on this fleet: {status['plan']}")
     lost = spot_pools[0]
+    lost_deployments = {e["deployment"] for e in status["plan"] if e["pool"] == lost}
     removed: list[str] = []
+    # (seconds since start, routed 200s per (class, deployment)), sampled through the load
+    samples: list[tuple[float, dict[tuple[str, str], float]]] = []
+    replanned: list[float] = []  # when status first showed a plan without the lost pool
 
     def plan_avoids_lost_pool() -> bool:
         plan = kubectl.json("llmsvc", "mix", "-n", namespace)["status"]["plan"]
         return bool(plan) and all(entry["pool"] != lost for entry in plan)
 
+    async def sample_routes(until: asyncio.Task[list[Result]]) -> None:
+        while not until.done():
+            counts = await asyncio.to_thread(routed_counts, urls)
+            samples.append((time.monotonic() - started, counts))
+            if removed and not replanned and await asyncio.to_thread(plan_avoids_lost_pool):
+                replanned.append(time.monotonic())
+            await asyncio.sleep(0.5)
+
     async def load_and_lose() -> tuple[list[Result], float]:
         load = asyncio.create_task(
             run_load(urls, load_classes(), rate=8.0, duration=40.0, max_requests=400, model="mix")
         )
+        sampler = asyncio.create_task(sample_routes(load))
         await asyncio.sleep(10.0)
         lost_at = time.monotonic()
         removed.extend(await asyncio.to_thread(dev_cluster.delete_pool_nodes, lost))
-        return await load, lost_at
+        results = await load
+        await sampler
+        return results, lost_at
 
     started = time.monotonic()
     try:
         results, lost_at = asyncio.run(load_and_lose())
         wait_for("a plan without the lost pool", plan_avoids_lost_pool)
-        replanned_after = time.monotonic() - lost_at
+        replanned_after = (replanned[0] if replanned else time.monotonic()) - lost_at
+        new_plan = planned(kubectl, namespace, "mix")
     finally:
         kubectl.run("delete", "llmsvc", "mix", "-n", namespace)
         assert len(dev_cluster.add_nodes(lost, len(removed))) == len(removed)
@@ -276,9 +292,34 @@ def test_losing_a_spot_pool_mid_load(
     lost_offset = lost_at - started
     errors = [r for r in results if r.status != 200]
     late_errors = [r for r in errors if r.sent_at > lost_offset + 15.0]
+
+    def to_lost(counts: dict[tuple[str, str], float]) -> float:
+        return sum(n for (_, deployment), n in counts.items() if deployment in lost_deployments)
+
+    # the last sample in which a request was still answered by the lost pool's pods
+    last_to_lost = max(
+        (t for (t, now), (_, before) in zip(samples[1:], samples, strict=False)
+         if to_lost(now) > to_lost(before)),
+        default=0.0,
+    )  # fmt: skip
+    # shares from the first sample after the new plan to the end, against the new plan
+    after = next((counts for t, counts in samples if t >= lost_offset + replanned_after), None)
+    deviation = None
+    if after is not None:
+        final = samples[-1][1]
+        window = shares(
+            {k: final[k] - after.get(k, 0.0) for k in final if final[k] > after.get(k, 0)}
+        )
+        deviation = max(
+            abs(window.get(k, 0.0) - new_plan.get(k, 0.0)) for k in set(window) | set(new_plan)
+        )
     print(
         f"\nlost {lost} at t={lost_offset:.1f}s: {len(errors)} of {len(results)} requests failed "
         f"({len(late_errors)} sent 15 s or more after the loss); the plan left the pool "
-        f"within {replanned_after:.1f} s"
+        f"within {replanned_after:.1f} s; the lost pool answered its last request "
+        f"{max(0.0, last_to_lost - lost_offset):.1f} s after the loss; shares after the new plan "
+        f"differ from it by at most "
+        + (f"{deviation * 100:.1f} points" if deviation is not None else "n/a (load ended first)")
     )
     assert not late_errors, late_errors[:5]
+    assert last_to_lost < lost_offset + 15.0, "the lost pool's deployments still got traffic"

@@ -401,6 +401,47 @@ def test_a_deployment_scaled_by_hand_is_scaled_back(
     kubectl.run("delete", "llmsvc", "pinned", "-n", namespace)
 
 
+def test_hand_edits_to_a_deployment_are_undone_with_an_event(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    """Another image, an appended flag and a zeroed GPU limit, all in one edit that keeps the
+    spec-hash annotation: gpumix puts back what it owns and says which fields it restored."""
+    kubectl.apply(llmservice("edited", namespace))
+    service = wait_for("edited Ready", lambda: is_ready(kubectl, namespace, "edited"))
+    name = service["status"]["plan"][0]["deployment"]
+    original = kubectl.json("deployment", name, "-n", namespace)["spec"]["template"]["spec"]
+    container = original["containers"][0]
+    patch = [
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image",
+         "value": "registry.example/vllm:edited"},
+        {"op": "add", "path": "/spec/template/spec/containers/0/args/-",
+         "value": "--trust-remote-code"},
+        *({"op": "replace",
+           "path": f"/spec/template/spec/containers/0/resources/{part}/nvidia.com~1gpu",
+           "value": "0"} for part in ("limits", "requests")),  # extended: request == limit
+    ]  # fmt: skip
+    kubectl.run(
+        "patch", "deployment", name, "-n", namespace, "--type=json", "-p", json.dumps(patch)
+    )
+
+    def restored() -> bool:
+        live = kubectl.json("deployment", name, "-n", namespace)["spec"]["template"]["spec"]
+        now = live["containers"][0]
+        return bool(
+            now["image"] == container["image"]
+            and now["args"] == container["args"]
+            and now["resources"] == container["resources"]
+        )
+
+    wait_for("gpumix to restore the edited fields", restored)
+    events = kubectl.run(
+        "get", "events", "-n", namespace, "--field-selector", "reason=DriftReverted"
+    )
+    for field in ("containers[0].image", "containers[0].args", "nvidia.com/gpu"):
+        assert field in events, events
+    kubectl.run("delete", "llmsvc", "edited", "-n", namespace)
+
+
 def test_without_gpupools_pools_are_discovered_from_node_labels(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str
 ) -> None:

@@ -21,6 +21,7 @@ import urllib3.exceptions
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from gpumix.operator.drift import drifted_fields
 from gpumix.operator.manifests import (
     LABEL_MANAGED_BY,
     LABEL_SERVICE,
@@ -154,8 +155,13 @@ class Kube:
                     if error.status == 409:  # created meanwhile: compare with that one
                         continue
                     raise
+            edited = drifted_fields(obj, live)
             if _spec_hash(live) == _spec_hash(obj) and not _scaled_by_hand(live, obj):
-                return "unchanged"
+                if not edited:
+                    return "unchanged"
+                logger.warning(
+                    "restoring %s: changed outside gpumix: %s", what, ", ".join(edited[:10])
+                )
             body = json.loads(json.dumps(obj))
             body["metadata"]["resourceVersion"] = live["metadata"].get("resourceVersion")
             if kind == "Service":

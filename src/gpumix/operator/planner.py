@@ -133,6 +133,10 @@ def hardware_for(
     return PoolHardware(solver_pool, gpu)
 
 
+# Event reason: a child's fields that gpumix owns were edited by hand and have been put back.
+DRIFT_REVERTED = "DriftReverted"
+
+
 def current_plan_from_status(records: Sequence[indexes.ServiceRecord]) -> dict[Any, int]:
     """What runs now, as the solver's churn reference: the plans recorded in status."""
     plan: dict[Any, int] = {}
@@ -503,7 +507,17 @@ class FleetPlanner:
             )
             target = target_fingerprint(desired)
             actions = self._decide(key, target, desired, actual)
+            edited = reconcile.edited_children(actions, actual)
             apply_error = self._write_children(key, target, actions)
+            if apply_error is None:
+                for (kind, name), fields in edited.items():
+                    shown = ", ".join(fields[:5]) + (", …" if len(fields) > 5 else "")
+                    self._post(
+                        record,
+                        DRIFT_REVERTED,
+                        f"{kind} {name} was changed outside gpumix; restored {shown}",
+                        "Warning",
+                    )
             migrating = actions.migrating or bool(actions.not_ready and actions.kept)
             entries = tuple(
                 self.entry_status(record.name, entry, ready_by_name)

@@ -1,19 +1,21 @@
 """Desired versus actual children of one LLMService → the writes that close the gap.
 
-Pure. Writes happen only where the spec-hash annotation differs, or where a Deployment's replica
-count was changed by hand. Plan changes are make-before-break, kept as state rather than a
-blocking wait: every pass applies the desired objects, and removes obsolete ones once every
-desired Deployment is ready; when the migration deadline passes first, it removes them one
-Deployment per deadline (see ``_migration_step``). A later pass (woken by a
-Deployment becoming ready, or by the deadline) finishes the job.
+Pure. Writes happen only where the spec-hash annotation differs, where a Deployment's replica
+count was changed by hand, or where another field gpumix owns was (``operator.drift``). Plan
+changes are make-before-break, kept as state rather than a blocking wait: every pass applies
+the desired objects, and removes obsolete ones once every desired Deployment is ready; when the
+migration deadline passes first, it removes them one Deployment per deadline (see
+``_migration_step``). A later pass (woken by a Deployment becoming ready, or by the deadline)
+finishes the job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from gpumix.operator.drift import drifted_fields
 from gpumix.operator.manifests import SPEC_HASH_ANNOTATION
 
 DEPLOYMENT = "Deployment"
@@ -31,6 +33,8 @@ class Child:
     spec_hash: str | None
     replicas: int
     ready_replicas: int
+    # The live object, for comparing the fields gpumix owns (operator.drift).
+    body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 def child_from_body(body: Mapping[str, Any]) -> Child:
@@ -44,6 +48,7 @@ def child_from_body(body: Mapping[str, Any]) -> Child:
         spec_hash=(metadata.get("annotations") or {}).get(SPEC_HASH_ANNOTATION),
         replicas=int(spec.get("replicas") or 0),
         ready_replicas=int(status.get("readyReplicas") or 0),
+        body=body,
     )
 
 
@@ -73,6 +78,20 @@ def _replicas_drifted(obj: Mapping[str, Any], current: Child) -> bool:
     if obj["kind"] != DEPLOYMENT:
         return False
     return current.replicas != int(obj["spec"].get("replicas") or 0)
+
+
+def edited_children(actions: Actions, actual: Sequence[Child]) -> dict[tuple[str, str], list[str]]:
+    """(kind, name) -> owned fields changed by hand, for the children ``actions`` rewrites
+    while their spec hash still matches (so the edit is the only reason for the write)."""
+    by_key = {_key(child.kind, child.name): child for child in actual}
+    edited = {}
+    for obj in actions.apply:
+        current = by_key.get(_desired_key(obj))
+        if current is None or current.spec_hash != desired_hash(obj):
+            continue
+        if fields := drifted_fields(obj, current.body):
+            edited[_desired_key(obj)] = fields
+    return edited
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,7 @@ def decide(
         if (current := actual_by_key.get(_desired_key(obj))) is None
         or current.spec_hash != desired_hash(obj)
         or _replicas_drifted(obj, current)
+        or drifted_fields(obj, current.body)
     )
 
     not_ready: list[str] = []

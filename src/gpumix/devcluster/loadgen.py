@@ -263,11 +263,13 @@ def burst(args: argparse.Namespace) -> int:
     )
     print(f"\n  Prometheus ({args.prometheus}): requests served since the pods started,")
     print("  TTFT p90 over the last 5 minutes (from vLLM's histogram buckets)")
-    print(f"  {'DEPLOYMENT':<40} {'SERVED':>8} {'TTFT p90':>10}")
-    for deployment in sorted(set(ttft) | set(count)):
+    deployments = sorted(set(ttft) | set(count))
+    width = max([40, *(len(d) for d in deployments)])  # names may carry a hash suffix
+    print(f"  {'DEPLOYMENT':<{width}} {'SERVED':>8} {'TTFT p90':>10}")
+    for deployment in deployments:
         p90 = ttft.get(deployment)
         shown = f"{p90 * 1000:.0f} ms" if p90 is not None and p90 == p90 else "-"
-        print(f"  {deployment:<40} {count.get(deployment, 0):>8.0f} {shown:>10}")
+        print(f"  {deployment:<{width}} {count.get(deployment, 0):>8.0f} {shown:>10}")
     return 0 if failed == 0 else 1
 
 
@@ -357,12 +359,16 @@ def route(args: argparse.Namespace) -> int:
     time.sleep(args.scrape_wait)
     realised = realised_shares(before, routed_counts(args.prometheus, args.namespace, args.service))
     planned = planned_shares(args.kubeconfig, args.namespace, args.service)
-    print(f"\n  {'CLASS':<10} {'DEPLOYMENT':<40} {'PLAN':>6} {'ROUTED':>7}")
-    for key in sorted(set(planned) | set(realised)):
-        if planned.get(key, 0.0) == 0.0 and realised.get(key, 0.0) == 0.0:
-            continue
+    keys = [
+        key
+        for key in sorted(set(planned) | set(realised))
+        if planned.get(key, 0.0) or realised.get(key, 0.0)
+    ]
+    width = max([40, *(len(key[1]) for key in keys)])
+    print(f"\n  {'CLASS':<10} {'DEPLOYMENT':<{width}} {'PLAN':>6} {'ROUTED':>7}")
+    for key in keys:
         print(
-            f"  {key[0]:<10} {key[1]:<40} {planned.get(key, 0.0):>6.0%} "
+            f"  {key[0]:<10} {key[1]:<{width}} {planned.get(key, 0.0):>6.0%} "
             f"{realised.get(key, 0.0):>7.0%}"
         )
     return 0 if failed == 0 else 1

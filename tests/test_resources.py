@@ -9,6 +9,7 @@ import pytest
 
 from gpumix.errors import InputError
 from gpumix.resources import GPUPool, LLMService, load_manifests
+from gpumix.resources.loader import parse_resource
 from gpumix.resources.crd import all_crds, render, structural_schema
 from gpumix.resources.llmservice import LLMServiceSpec
 
@@ -154,3 +155,17 @@ def test_a_class_longer_than_max_model_len_is_one_line_naming_the_class(tmp_path
     message = raised.value.one_line()
     assert str(path) in message and "\n" not in message
     assert "workload.classes[0] (big)" in message and "maxModelLen 4096" in message
+
+
+def test_a_cluster_object_error_names_the_object_without_an_empty_file_prefix() -> None:
+    # the operator parses objects from the API server, which have no file name
+    document = {
+        "apiVersion": "gpumix.io/v1alpha1",
+        "kind": "LLMService",
+        "metadata": {"name": "s", "namespace": "n"},
+        "spec": {"model": {"name": "meta-llama/Llama-3.1-8B-Instruct"}, "workload": {}},
+    }
+    with pytest.raises(InputError) as raised:
+        parse_resource(document)
+    message = raised.value.one_line()
+    assert message.startswith("LLMService s: spec.workload.requestsPerSecond: "), message

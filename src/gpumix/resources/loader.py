@@ -55,7 +55,10 @@ def parse_resource(document: Mapping[str, Any], *, source: str = "") -> Resource
         return model.model_validate(document)
     except ValidationError as error:
         where, message = first_error(error)
-        raise InputError(message, source=f"{source}: {kind} {name}", field=where) from None
+        resource = f"{kind} {name}"
+        raise InputError(
+            message, source=f"{source}: {resource}" if source else resource, field=where
+        ) from None
 
 
 def load_manifests(path: str | Path) -> list[Resource]:

@@ -1,0 +1,77 @@
+"""Hostile specs against the real API server and operator: each is refused by the API server or
+answered with a Feasible=False condition that has a reason and a message, and none of them
+touches a healthy service in the same namespace."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from support import Kubectl, OperatorProcess, condition, is_ready, llmservice, wait_for
+
+Spec = dict[str, Any]
+
+
+def workload(spec: Spec, **fields: Any) -> None:
+    spec["workload"].update(fields)
+
+
+def first_class(spec: Spec, **fields: Any) -> None:
+    spec["workload"]["classes"][0].update(fields)
+
+
+def placement(spec: Spec, **fields: Any) -> None:
+    spec.setdefault("placement", {}).update(fields)
+
+
+HOSTILE: dict[str, Callable[[Spec], None]] = {
+    "huge-demand": lambda s: workload(s, requestsPerSecond="1000000000"),
+    "prompt-longer-than-max-model-len": lambda s: first_class(s, inputTokens=100_000),
+    "unknown-model": lambda s: s["model"].update(name="acme/no-such-model"),
+    "unknown-gpu-type": lambda s: placement(s, gpuTypes=["NoSuchGPU"]),
+    "budget-of-a-cent": lambda s: s.update(budget={"maxCostPerHour": "0.01"}),
+    "ttft-of-one-ms": lambda s: s["slo"].update(ttftMilliseconds=1),
+    "min-above-max-replicas": lambda s: placement(s, minReplicas=5, maxReplicas=2),
+    "max-model-len-of-ten-million": lambda s: s["model"].update(maxModelLen=10_000_000),
+    "zero-shares": lambda s: [c.update(share=0) for c in s["workload"]["classes"]],
+    "no-output-tokens": lambda s: first_class(s, outputTokens=0),
+}
+REASONS = {"InvalidSpec", "SLOUnreachable", "BudgetTooSmall", "NoCapacity", "NoSolutionFound"}
+
+
+def refused_or_answered(kubectl: Kubectl, namespace: str, name: str, spec: Spec) -> str:
+    body = llmservice(name, namespace)
+    body["spec"].update(copy.deepcopy(spec))
+    output = kubectl.apply(body, check=False)
+    if "NotFound" in kubectl.run("get", "llmsvc", name, "-n", namespace, check=False):
+        assert "invalid" in output.lower() or "error" in output.lower(), output
+        return f"refused by the API server: {output.strip().splitlines()[-1][:160]}"
+
+    def answered() -> dict[str, Any] | None:
+        feasible = condition(kubectl.json("llmsvc", name, "-n", namespace), "Feasible")
+        return feasible if feasible.get("status") == "False" else None
+
+    feasible = wait_for(f"{name} to get Feasible=False", answered, timeout=60)
+    assert feasible.get("reason") in REASONS, feasible
+    assert feasible.get("message"), feasible
+    assert ": :" not in feasible["message"], f"an empty prefix in the message: {feasible}"
+    return f"{feasible['reason']}: {feasible['message'][:160]}"
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=HOSTILE)
+def test_a_hostile_spec_is_refused_or_answered_and_reaches_no_one_else(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str, case: str
+) -> None:
+    kubectl.apply(llmservice("good", namespace))
+    wait_for("good Ready", lambda: is_ready(kubectl, namespace, "good"))
+    good_plan = kubectl.json("llmsvc", "good", "-n", namespace)["status"]["plan"]
+
+    spec = llmservice("x", namespace)["spec"]
+    HOSTILE[case](spec)
+    print(f"\n{case}: {refused_or_answered(kubectl, namespace, 'hostile', spec)}")
+
+    after = wait_for("good still Ready", lambda: is_ready(kubectl, namespace, "good"))
+    assert after["status"]["plan"] == good_plan, "a hostile spec moved another service's plan"

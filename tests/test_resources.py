@@ -9,9 +9,9 @@ import pytest
 
 from gpumix.errors import InputError
 from gpumix.resources import GPUPool, LLMService, load_manifests
-from gpumix.resources.loader import parse_resource
 from gpumix.resources.crd import all_crds, render, structural_schema
 from gpumix.resources.llmservice import LLMServiceSpec
+from gpumix.resources.loader import parse_resource
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,6 +4,8 @@ a Ready pod whenever the API server can be asked."""
 
 from __future__ import annotations
 
+import os
+import random
 import threading
 import time
 from typing import Any
@@ -17,7 +19,9 @@ from support import (
     OperatorProcess,
     is_ready,
     llmservice,
+    managed_deployments,
     ready_pods_by_gpu,
+    vllm_selector,
     wait_for,
 )
 
@@ -105,3 +109,128 @@ def test_a_spec_change_after_a_control_plane_restart_converges(
     assert sampler.samples, "the API server never answered during the test"
     assert lowest >= 1, f"the service had no Ready pod after the restart: {sampler.samples}"
     kubectl.run("delete", "llmsvc", "resilient", "-n", namespace)
+
+
+# ----- chaos -------------------------------------------------------------------------------------
+
+# Printed with the result; GPUMIX_CHAOS_SEED=N replays a failing run's fault timings.
+CHAOS_SEED = int(os.environ.get("GPUMIX_CHAOS_SEED") or time.time() % 10_000)
+ON_DEMAND_FLOOR = 1
+
+
+def ready_on_demand_pods(kubectl: Kubectl, namespace: str, service: str) -> int:
+    pods = kubectl.json("pods", "-n", namespace, "-l", vllm_selector(service))["items"]
+    on_demand = {
+        node["metadata"]["name"]
+        for node in kubectl.json("nodes", "-l", "karpenter.sh/capacity-type=on-demand")["items"]
+    }
+    return sum(
+        1
+        for pod in pods
+        if pod["spec"].get("nodeName") in on_demand
+        and not pod["metadata"].get("deletionTimestamp")
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod.get("status", {}).get("conditions", [])
+        )
+    )
+
+
+class FloorSampler(ReadyPodSampler):
+    """Samples the Ready vLLM pods on on-demand nodes: the capacity a spot loss cannot take."""
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(0.5):
+            try:
+                ready = ready_on_demand_pods(self.kubectl, self.namespace, self.service)
+            except (AssertionError, ValueError):
+                self.unreachable += 1
+                continue
+            self.samples.append((time.monotonic() - started, ready))
+
+
+def fully_converged(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any] | None:
+    """Ready for the latest generation, every planned replica Ready, and the live vLLM
+    Deployments exactly the plan's: none left over, none twice."""
+    service = converged(kubectl, namespace, name)
+    if service is None:
+        return None
+    planned = [entry["deployment"] for entry in service["status"]["plan"]]
+    live = [d["metadata"]["name"] for d in managed_deployments(kubectl, namespace, name)]
+    return service if sorted(planned) == sorted(live) else None
+
+
+def set_demand(kubectl: Kubectl, namespace: str, name: str, rate: str, **spec: Any) -> None:
+    body = llmservice(name, namespace, **spec)
+    body["spec"]["workload"]["requestsPerSecond"] = rate
+    wait_for(
+        f"the API server to take {name}'s change",
+        lambda: any(
+            word in kubectl.apply(body, check=False) for word in ("configured", "unchanged")
+        ),
+    )
+
+
+def test_chaos_converges_without_duplicates_or_dropping_the_on_demand_floor(
+    dev_cluster: DevCluster, kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    """kill -9 of the operator at random points of two migrations, an API-server and an etcd
+    restart, and a spot pool deleted, while a second service changes its spec throughout."""
+    rng = random.Random(CHAOS_SEED)
+    floor = {"placement": {"minOnDemandReplicas": ON_DEMAND_FLOOR}}
+    kubectl.apply(llmservice("anchored", namespace, **floor))
+    kubectl.apply(llmservice("bystander", namespace))
+    for name in ("anchored", "bystander"):
+        wait_for(f"{name} Ready", lambda name=name: fully_converged(kubectl, namespace, name))
+    log: list[str] = [f"seed {CHAOS_SEED}"]
+    removed: list[str] = []
+    try:
+        with FloorSampler(kubectl, namespace, "anchored") as floor_sampler:
+            for step, rate in enumerate(("16", "6")):
+                # A migration (new configurations for a new demand), cut by kill -9 after a
+                # random delay, and a spec change of the other service while no operator runs.
+                set_demand(kubectl, namespace, "anchored", rate, **floor)
+                delay = rng.choice([0.0, 0.5, 1.0, 2.0, 3.0, 5.0])
+                time.sleep(delay)
+                operator.kill()
+                set_demand(kubectl, namespace, "bystander", ("8", "3")[step])
+                operator.start()
+                log.append(f"anchored -> {rate} req/s, operator killed after {delay:.1f}s")
+                component = ("kube-apiserver", "etcd")[step]
+                dev_cluster.restart(component, down_seconds=rng.uniform(5.0, 12.0))
+                log.append(f"{component} restarted")
+            used = {
+                entry["pool"]
+                for entry in kubectl.json("llmsvc", "anchored", "-n", namespace)["status"]["plan"]
+                if "spot" in entry["pool"]
+            }
+            for pool in sorted(used):
+                removed += [(pool, node) for node in dev_cluster.delete_pool_nodes(pool)]
+                log.append(f"{pool} nodes deleted")
+            set_demand(kubectl, namespace, "bystander", "5")
+            for name in ("anchored", "bystander"):
+                wait_for(
+                    f"{name} to converge after the chaos ({'; '.join(log)})",
+                    lambda name=name: fully_converged(kubectl, namespace, name),
+                    timeout=2 * PLAN_SECONDS,
+                )
+        lowest = min((ready for _, ready in floor_sampler.samples), default=0)
+        print(
+            f"\nchaos: {'; '.join(log)}; fewest on-demand Ready pods {lowest} over "
+            f"{len(floor_sampler.samples)} samples ({floor_sampler.unreachable} unreachable)"
+        )
+        assert floor_sampler.samples, "the API server never answered during the chaos"
+        below = [(round(t, 1), n) for t, n in floor_sampler.samples if n < ON_DEMAND_FLOOR]
+        assert not below, f"on-demand serving fell below the floor at {below} ({log})"
+    finally:
+        pools: dict[str, int] = {}
+        for pool, _ in removed:
+            pools[pool] = pools.get(pool, 0) + 1
+        for pool, count in pools.items():
+            dev_cluster.add_nodes(pool, count)
+        if removed:
+            dev_cluster.wait_nodes_ready()
+        if operator.process is None:
+            operator.start()
+        kubectl.run("delete", "llmsvc", "--all", "-n", namespace)

@@ -330,7 +330,7 @@ def test_the_operator_api_usage_is_found() -> None:
     usage = operator_api_usage()
     assert usage[("apps", "deployments")] >= {"create", "delete", "list", "watch", "update"}
     assert usage[("rbac.authorization.k8s.io", "roles")] == {
-        "get", "list", "create", "update", "delete"
+        "get", "list", "watch", "create", "update", "delete"
     }  # fmt: skip
     assert usage[("policy", "poddisruptionbudgets")] >= {"create", "update", "delete"}
     assert usage[("gpumix.io", "llmservices/status")] == {"patch"}

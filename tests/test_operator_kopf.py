@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import logging
 import re
 import socket
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +116,16 @@ def cluster(kmock: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest
     path.write_text(yaml.safe_dump(kubeconfig))
     monkeypatch.setenv("KUBECONFIG", str(path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    # kmock stores a created object as sent; an API server gives it a uid. kopf keys its
+    # indices by (namespace, name, uid), so without uids a Deployment and a Service of the
+    # same name would be one object to it.
+    create = Kube._create
+
+    def create_with_uid(self: Kube, kind: str, namespace: str, body: Any) -> None:
+        metadata = {**body["metadata"], "uid": str(uuid.uuid4())}
+        create(self, kind, namespace, {**body, "metadata": metadata})
+
+    monkeypatch.setattr(Kube, "_create", create_with_uid)
     return kmock
 
 
@@ -382,7 +394,7 @@ async def test_delete_leaves_children_to_the_garbage_collector(
 
 
 async def test_restart_writes_nothing_when_nothing_changed(
-    cluster: kmock.KubernetesEmulator,
+    cluster: kmock.KubernetesEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
     cluster.objects[NODES, None, "l4-b"] = gpu_node("l4-b")
@@ -394,15 +406,18 @@ async def test_restart_writes_nothing_when_nothing_changed(
         await eventually(lambda: when(lambda s: cond(s, "Ready").get("status") == "True")(cluster))
         await asyncio.sleep(0.5)
     before = len(writes(cluster))
-    lists_before = len([r for r in list(cluster) if "labelSelector" in str(r.url)])
+    passes_before = planning_passes(caplog)
 
     with runner():
-        # Wait until the second operator has reconciled (it lists the children) and then some.
-        await eventually(
-            lambda: len([r for r in list(cluster) if "labelSelector" in str(r.url)]) > lists_before
-        )
+        # Wait until the second operator has planned (its reconcile follows in the same pass,
+        # reading the children from its indices) and then some.
+        await eventually(lambda: planning_passes(caplog) > passes_before)
         await asyncio.sleep(1.0)
     assert writes(cluster)[before:] == []
+
+
+def planning_passes(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(1 for record in caplog.records if record.getMessage().startswith("planned "))
 
 
 def free_port() -> int:
@@ -456,9 +471,28 @@ async def test_configured_prices_are_planned_with_and_metrics_report_them(
     )
 
 
-def child_lists(cluster: kmock.KubernetesEmulator) -> int:
-    """LIST requests for an LLMService's children: two per service in every planner pass."""
-    return len([r for r in list(cluster) if "labelSelector" in str(r.url)])
+class PassCounter(logging.Handler):
+    """Counts the planner's passes from its debug log line (one per pass)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("planning pass"):
+            self.count += 1
+
+
+@pytest.fixture
+def passes() -> Iterator[PassCounter]:
+    counter = PassCounter()
+    planner_logger = logging.getLogger("gpumix.operator.planner")
+    level = planner_logger.level
+    planner_logger.setLevel(logging.DEBUG)
+    planner_logger.addHandler(counter)
+    yield counter
+    planner_logger.removeHandler(counter)
+    planner_logger.setLevel(level)
 
 
 def pod(name: str, gpus: int = 0, node: str = "l4-a") -> dict:
@@ -475,18 +509,18 @@ def pod(name: str, gpus: int = 0, node: str = "l4-a") -> dict:
     }
 
 
-async def settled(cluster: kmock.KubernetesEmulator) -> int:
-    """The child LIST count once the planner has gone quiet."""
-    count = child_lists(cluster)
+async def settled(passes: PassCounter) -> int:
+    """The pass count once the planner has gone quiet."""
+    count = passes.count
     while True:
         await asyncio.sleep(0.6)
-        if child_lists(cluster) == count:
+        if passes.count == count:
             return count
-        count = child_lists(cluster)
+        count = passes.count
 
 
 async def test_only_gpu_pods_and_gpu_nodes_wake_the_planner(
-    cluster: kmock.KubernetesEmulator,
+    cluster: kmock.KubernetesEmulator, passes: PassCounter
 ) -> None:
     cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
     cluster.objects[NODES, None, "l4-b"] = gpu_node("l4-b")
@@ -497,7 +531,7 @@ async def test_only_gpu_pods_and_gpu_nodes_wake_the_planner(
 
     with runner():
         await eventually(lambda: when(lambda s: bool(s.get("plan")))(cluster))
-        quiet = await settled(cluster)
+        quiet = await settled(passes)
 
         # CPU-only pods and nodes come and go: the planner sleeps through all of it.
         await api(cluster, "POST", "/api/v1/nodes", cpu_node)
@@ -512,12 +546,12 @@ async def test_only_gpu_pods_and_gpu_nodes_wake_the_planner(
         await api(cluster, "PATCH", "/api/v1/nodes/cpu-a", {"metadata": {"labels": {"x": "y"}}})
         await api(cluster, "DELETE", "/api/v1/nodes/cpu-a")
         await asyncio.sleep(1.0)
-        assert child_lists(cluster) == quiet
+        assert passes.count == quiet
 
         # A foreign pod taking a GPU does wake it.
         await api(cluster, "POST", f"/api/v1/namespaces/{NAMESPACE}/pods", pod("train", gpus=1))
-        await eventually(lambda: child_lists(cluster) > quiet)
-        quiet = await settled(cluster)
+        await eventually(lambda: passes.count > quiet)
+        quiet = await settled(passes)
 
         # So does a GPU node losing its GPU labels, and a GPU node going away.
         unlabel = {
@@ -525,13 +559,13 @@ async def test_only_gpu_pods_and_gpu_nodes_wake_the_planner(
             "status": {"allocatable": {"nvidia.com/gpu": None}},
         }
         await api(cluster, "PATCH", "/api/v1/nodes/l4-b", unlabel)
-        await eventually(lambda: child_lists(cluster) > quiet)
+        await eventually(lambda: passes.count > quiet)
         node = objects(cluster, NODES)["l4-b"]
         assert "nvidia.com/gpu.product" not in node["metadata"]["labels"]
         assert "nvidia.com/gpu" not in node["status"]["allocatable"]
-        quiet = await settled(cluster)
+        quiet = await settled(passes)
         await api(cluster, "DELETE", "/api/v1/nodes/l4-a")
-        await eventually(lambda: child_lists(cluster) > quiet)
+        await eventually(lambda: passes.count > quiet)
 
 
 async def test_kube_lists_active_pods_of_every_namespace(cluster: kmock.KubernetesEmulator) -> None:

@@ -357,6 +357,7 @@ class FleetPlanner:
     async def run_pass(self, *, force_solve: bool = False) -> None:
         self.state.last_pass_started = self.monotonic()
         snapshot = self.snapshot(await self.cluster_gpu_pods())
+        logger.debug("planning pass over %d services", len(snapshot.services))
         await self.plan(snapshot, force=force_solve)
         for record in snapshot.services:
             try:
@@ -490,7 +491,7 @@ class FleetPlanner:
         outcome = self.state.outcomes.get(key)
         if outcome is None:
             return  # not planned yet: the next pass plans it
-        children = self.kube.list_children(key.namespace, record.name)
+        children = self.children(key.namespace, record.name)
         actual = [reconcile.child_from_body(child) for child in children]
         ready_by_name = {c.name: c.ready_replicas for c in actual if c.kind == reconcile.DEPLOYMENT}
         # Our own last write, when the watch has not delivered it yet; else what the API says.
@@ -595,6 +596,15 @@ class FleetPlanner:
             self.kube.patch_llmservice_status(key.namespace, record.name, patch)
         self.state.written[key] = document
         self.state.statuses[key] = new_status
+
+    def children(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The service's children from kopf's indices (they follow the watches). A write of
+        the last pass they have not seen yet is harmless: ``Kube.apply`` reads the live object
+        before it writes, and deleting a child already gone is fine."""
+        indexed = indexes.children_of(self.indices, namespace, manifests.label_value(name))
+        if indexed is not None:
+            return indexed
+        return self.kube.list_children(namespace, name)
 
     def _post(self, record: indexes.ServiceRecord, reason: str, message: str, kind: str) -> None:
         try:

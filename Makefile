@@ -38,10 +38,11 @@ cluster-bins: install
 e2e: cluster-bins
 	$(PY) -m pytest -q -p no:cacheprovider -s e2e
 
-## bench: solver and router benchmarks -> bench/results/{solver,router}.md
+## bench: solver, router and operator-scale benchmarks -> bench/results/{solver,router,operator}.md
 bench: install
 	$(PY) -m bench.solver
 	$(PY) -m bench.router
+	$(PY) -m bench.operator
 
 ## calibrate: performance model vs published vLLM measurements (docs/perf-model.md)
 calibrate: install

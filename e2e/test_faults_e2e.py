@@ -200,11 +200,14 @@ def test_chaos_converges_without_duplicates_or_dropping_the_on_demand_floor(
                 component = ("kube-apiserver", "etcd")[step]
                 dev_cluster.restart(component, down_seconds=rng.uniform(5.0, 12.0))
                 log.append(f"{component} restarted")
+            # The spot pools either service runs on now (else the cheapest one): their loss
+            # must not take the anchored service's on-demand floor with it.
             used = {
                 entry["pool"]
-                for entry in kubectl.json("llmsvc", "anchored", "-n", namespace)["status"]["plan"]
-                if "spot" in entry["pool"]
-            }
+                for name in ("anchored", "bystander")
+                for entry in kubectl.json("llmsvc", name, "-n", namespace)["status"]["plan"]
+                if entry["capacityType"] == "spot"
+            } or {"l4-spot"}
             for pool in sorted(used):
                 removed += [(pool, node) for node in dev_cluster.delete_pool_nodes(pool)]
                 log.append(f"{pool} nodes deleted")

@@ -304,16 +304,29 @@ class DevCluster:
         fault for tests: an etcd or kube-apiserver restart), then wait until it is healthy.
         ``kill`` sends SIGKILL at once instead of a graceful stop.
 
-        After etcd or the API server comes back, the controller manager and the scheduler are
-        restarted too. That is what a kubeadm control plane does: they lose their leader lease
-        during the outage, exit, and the kubelet starts them again. Here they run without
-        leader election and nothing restarts them, so their informers would sit in client-go's
-        back-off instead (a ReplicaSet appeared 37-49 s after its Deployment when measured).
+        An etcd or API-server outage also takes the controller manager and the scheduler down
+        until it is over. That is what a kubeadm control plane does: they lose their leader
+        lease within seconds, exit, and the kubelet starts them again once the API answers.
+        Here they run without leader election and nothing restarts them; left running, they
+        would sit in client-go's back-off afterwards (a ReplicaSet appeared 37-49 s after its
+        Deployment when measured), and the node-lifecycle controller would judge the nodes by
+        leases that could not be renewed during the outage and mark every pod NotReady.
         """
         ports = self._ports()
         record = self.processes.record(name)
         if ports is None or record is None:
             raise DevClusterError(f"the dev cluster is not running (no record of {name})")
+        dependents = (
+            ("kube-controller-manager", "kube-scheduler")
+            if name in ("etcd", "kube-apiserver")
+            else ()
+        )
+        argvs = {name: record.argv}
+        for dependent in dependents:
+            dependent_record = self.processes.record(dependent)
+            if dependent_record is not None:
+                argvs[dependent] = dependent_record.argv
+                self.processes.stop(dependent)
         if kill:
             running = self.processes.running(name)
             if running is not None:
@@ -321,13 +334,14 @@ class DevCluster:
                     os.kill(running.pid, signal.SIGKILL)
         self.processes.stop(name)
         time.sleep(down_seconds)
-        self.log(f"restarting {name}")
-        self.processes.start(name, record.argv)
-        self._wait(name, self._health_checks(ports).get(name, lambda: True))
-        if name in ("etcd", "kube-apiserver"):
-            self._wait("kube-apiserver", lambda: self._apiserver_ready(ports))
-            for dependent in ("kube-controller-manager", "kube-scheduler"):
-                self.restart(dependent)
+        checks = self._health_checks(ports)
+        for component in (name, *dependents):
+            if component == "kube-controller-manager":
+                self._wait("kube-apiserver", checks["kube-apiserver"])
+            if component in argvs:
+                self.log(f"restarting {component}")
+                self.processes.start(component, argvs[component])
+                self._wait(component, checks.get(component, lambda: True))
 
     def _health_checks(self, ports: Ports) -> dict[str, Callable[[], bool]]:
         return {

@@ -20,7 +20,8 @@ from gpumix.errors import InputError
 
 VALID_DAYS = 3650
 # kube-apiserver serves the in-cluster `kubernetes` Service on the first IP of the service range.
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+# A /16: every LLMService takes two or more Services, and the scale benchmark runs 1000.
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
 KUBERNETES_SERVICE_IP = "10.0.0.1"
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import random
 import re
 import subprocess
@@ -37,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bench.report import machine, write_keeping_notes
 from gpumix.devcluster.cluster import DevCluster, default_fleet_path
 from gpumix.devcluster.fleet import (
     PODS_PER_NODE,
@@ -48,7 +48,6 @@ from gpumix.devcluster.fleet import (
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "operator.md"
-NOTES_MARK = "<!-- notes -->"
 NAMESPACES = 10
 STALL_SECONDS = 90.0  # no service became Ready for this long: the rest will not
 ROUTER_PODS_PER_SERVICE = 2
@@ -264,16 +263,6 @@ def run_size(
     )
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def seconds(value: float | None) -> str:
     return "not within the timeout" if value is None else f"{value:.1f}"
 
@@ -309,14 +298,6 @@ def report(results: list[SizeResult], command: str, time_limit: float) -> list[s
     return lines
 
 
-def write(lines: list[str]) -> None:
-    notes = ""
-    if RESULTS.exists() and NOTES_MARK in (old := RESULTS.read_text()):
-        notes = old[old.index(NOTES_MARK) :]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n\n" + (notes or f"{NOTES_MARK}\n"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="200,1000", help="services per run (default 200,1000)")
@@ -335,7 +316,7 @@ def main() -> None:
         results.append(run_size(size, factor, args.time_limit, args.seed, args.timeout))
     command = "python -m bench.operator " + " ".join(sys.argv[1:])
     lines = report(results, command.strip(), args.time_limit)
-    write(lines)
+    write_keeping_notes(RESULTS, lines)
     print("\n".join(lines))
 
 

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import random
 import socket
 import subprocess
@@ -42,13 +41,14 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.report import machine, write_keeping_notes
+
 ROUTER_CORE, LOAD_CORE = 0, 1
 CONCURRENCIES = (50, 200, 500)
 RATES = (10, 25, 50, 100, 200)  # requests/s, open loop
 ADDED_P99_TARGET_MS = 5.0
 MODEL = "bench"
 RESULTS = Path(__file__).parent / "results" / "router.md"
-NOTES_MARK = "<!-- notes -->"
 
 
 def free_port() -> int:
@@ -305,24 +305,6 @@ async def open_loop(url: str, rate: float, seconds: float) -> Samples:
 # --- the report -----------------------------------------------------------------------------
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def write(lines: list[str]) -> None:
-    notes = ""
-    if RESULTS.exists() and NOTES_MARK in (old := RESULTS.read_text()):
-        notes = old[old.index(NOTES_MARK) :]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n\n" + (notes or f"{NOTES_MARK}\n"))
-
-
 @contextlib.contextmanager
 def upstream_and_router(chunk_interval_ms: float) -> Iterator[tuple[str, str]]:
     """The upstream on the load core and a router on its own core in front of it: their URLs."""
@@ -519,7 +501,7 @@ def main() -> None:
         port, upstream = args.serve_router
         serve_router(int(port), upstream.removeprefix("http://"))
         return
-    write(run(args))
+    write_keeping_notes(RESULTS, run(args))
     print(f"wrote {RESULTS}")
 
 

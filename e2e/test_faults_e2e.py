@@ -8,6 +8,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,11 +32,19 @@ FAULTS = {"kube-apiserver": 45.0, "etcd": 20.0}
 
 
 class ReadyPodSampler:
-    """Counts the service's Ready vLLM pods every half second in a thread; API errors (the
-    server is down) are counted apart, since nobody can see a pod then."""
+    """Counts the service's Ready vLLM pods every half second in a thread (``count`` narrows
+    which ones); API errors (the server is down) are counted apart, since nobody can see a
+    pod then."""
 
-    def __init__(self, kubectl: Kubectl, namespace: str, service: str):
+    def __init__(
+        self,
+        kubectl: Kubectl,
+        namespace: str,
+        service: str,
+        count: Callable[[Kubectl, str, str], int] | None = None,
+    ):
         self.kubectl, self.namespace, self.service = kubectl, namespace, service
+        self.count = count or (lambda k, ns, name: sum(ready_pods_by_gpu(k, ns, name).values()))
         self.samples: list[tuple[float, int]] = []
         self.unreachable = 0
         self._stop = threading.Event()
@@ -53,7 +62,7 @@ class ReadyPodSampler:
         started = time.monotonic()
         while not self._stop.wait(0.5):
             try:
-                ready = sum(ready_pods_by_gpu(self.kubectl, self.namespace, self.service).values())
+                ready = self.count(self.kubectl, self.namespace, self.service)
             except (AssertionError, ValueError):  # kubectl failed: the API server is down
                 self.unreachable += 1
                 continue
@@ -136,20 +145,6 @@ def ready_on_demand_pods(kubectl: Kubectl, namespace: str, service: str) -> int:
     )
 
 
-class FloorSampler(ReadyPodSampler):
-    """Samples the Ready vLLM pods on on-demand nodes: the capacity a spot loss cannot take."""
-
-    def _run(self) -> None:
-        started = time.monotonic()
-        while not self._stop.wait(0.5):
-            try:
-                ready = ready_on_demand_pods(self.kubectl, self.namespace, self.service)
-            except (AssertionError, ValueError):
-                self.unreachable += 1
-                continue
-            self.samples.append((time.monotonic() - started, ready))
-
-
 def fully_converged(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any] | None:
     """Ready for the latest generation, every planned replica Ready, and the live vLLM
     Deployments exactly the plan's: none left over, none twice."""
@@ -186,7 +181,9 @@ def test_chaos_converges_without_duplicates_or_dropping_the_on_demand_floor(
     log: list[str] = [f"seed {CHAOS_SEED}"]
     removed: list[str] = []
     try:
-        with FloorSampler(kubectl, namespace, "anchored") as floor_sampler:
+        # The capacity a spot loss cannot take: Ready vLLM pods on on-demand nodes.
+        floor_sampler = ReadyPodSampler(kubectl, namespace, "anchored", ready_on_demand_pods)
+        with floor_sampler:
             for step, rate in enumerate(("16", "6")):
                 # A migration (new configurations for a new demand), cut by kill -9 after a
                 # random delay, and a spec change of the other service while no operator runs.

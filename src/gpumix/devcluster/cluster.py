@@ -321,7 +321,7 @@ class DevCluster:
             if name in ("etcd", "kube-apiserver")
             else ()
         )
-        argvs = {name: record.argv}
+        argvs: dict[str, list[str]] = {}
         for dependent in dependents:
             dependent_record = self.processes.record(dependent)
             if dependent_record is not None:
@@ -335,13 +335,16 @@ class DevCluster:
         self.processes.stop(name)
         time.sleep(down_seconds)
         checks = self._health_checks(ports)
-        for component in (name, *dependents):
-            if component == "kube-controller-manager":
-                self._wait("kube-apiserver", checks["kube-apiserver"])
-            if component in argvs:
-                self.log(f"restarting {component}")
-                self.processes.start(component, argvs[component])
-                self._wait(component, checks.get(component, lambda: True))
+        self.log(f"restarting {name}")
+        self.processes.start(name, record.argv)
+        self._wait(name, checks.get(name, lambda: True))
+        if dependents:
+            self._wait("kube-apiserver", checks["kube-apiserver"])  # after etcd, it recovers too
+        for dependent in dependents:
+            if dependent in argvs:
+                self.log(f"restarting {dependent}")
+                self.processes.start(dependent, argvs[dependent])
+                self._wait(dependent, checks[dependent])
 
     def _health_checks(self, ports: Ports) -> dict[str, Callable[[], bool]]:
         return {

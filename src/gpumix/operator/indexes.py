@@ -138,7 +138,7 @@ def child_entry(kind: str, body: Mapping[str, Any]) -> dict[ChildKey, dict[str, 
     service = (metadata.get("labels") or {}).get(LABEL_SERVICE)
     if not service:
         return {}
-    document = copy.deepcopy({**{k: v for k, v in body.items() if k != "metadata"}})
+    document = copy.deepcopy({k: v for k, v in body.items() if k != "metadata"})
     document.update(kind=kind, metadata=copy.deepcopy(metadata))
     return {(str(metadata.get("namespace", "")), str(service)): document}
 

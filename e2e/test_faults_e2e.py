@@ -18,6 +18,7 @@ from support import (
     PLAN_SECONDS,
     Kubectl,
     OperatorProcess,
+    condition,
     is_ready,
     llmservice,
     managed_deployments,
@@ -29,6 +30,7 @@ from support import (
 # The API server stays away longer than kwok's 40 s node lease, so the node-lifecycle
 # controller marks the nodes and their pods NotReady, as it would on a real cluster.
 FAULTS = {"kube-apiserver": 45.0, "etcd": 20.0}
+PROGRESSING = "Progressing"
 
 
 class ReadyPodSampler:
@@ -234,3 +236,77 @@ def test_chaos_converges_without_duplicates_or_dropping_the_on_demand_floor(
         if operator.process is None:
             operator.start()
         kubectl.run("delete", "llmsvc", "--all", "-n", namespace)
+
+
+def test_a_replacement_that_cannot_be_scheduled_never_takes_down_what_serves(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    """Make-before-break under scarcity: a pool that the planner counts GPUs in but the
+    scheduler cannot place on (an autoscaled pool whose nodes never come, as when the cloud has
+    no spot capacity) draws the service with a 1-cent price. Its pods stay Pending. Past the
+    migration timeout (60 s here) the old Deployments still serve, the status and an Event
+    quote the scheduler, and the service is re-planned without that pool."""
+    phantom = "e2e-phantom-l4-spot"
+    kubectl.apply(llmservice("steady", namespace, placement={"gpuTypes": ["L4"]}))
+    before = wait_for("steady Ready", lambda: is_ready(kubectl, namespace, "steady"))
+    serving = sum(entry["replicas"] for entry in before["status"]["plan"])
+    pool = {
+        "apiVersion": "gpumix.io/v1alpha1",
+        "kind": "GPUPool",
+        "metadata": {"name": phantom},
+        "spec": {
+            "gpuType": "L4",
+            "capacityType": "spot",
+            "pricePerGPUHour": "0.01",
+            "maxGPUs": 16,
+            "gpusPerNode": 4,
+            "nodeSelector": {"gpumix.io/e2e-pool": phantom},
+        },
+    }
+
+    def stalled_events() -> list[dict[str, Any]]:
+        items = kubectl.json("events", "-n", namespace)["items"]
+        return [e for e in items if e.get("reason") == "MigrationStalled"]
+
+    def plan_pools() -> set[str]:
+        plan = kubectl.json("llmsvc", "steady", "-n", namespace)["status"].get("plan") or []
+        return {entry["pool"] for entry in plan}
+
+    with ReadyPodSampler(kubectl, namespace, "steady") as sampler:
+        kubectl.apply(pool)
+        try:
+            wait_for("a plan on the phantom pool", lambda: phantom in plan_pools())
+
+            def quotes_the_scheduler() -> dict[str, Any] | None:
+                service = kubectl.json("llmsvc", "steady", "-n", namespace)
+                progressing = condition(service, PROGRESSING)
+                return (
+                    progressing if "cannot be scheduled" in progressing.get("message", "") else None
+                )
+
+            migrating = wait_for("Progressing to quote the scheduler", quotes_the_scheduler)
+            events: list[dict[str, Any]] = wait_for(
+                "a MigrationStalled event", stalled_events, timeout=150
+            )
+            event = events[0]
+            after = wait_for(
+                "a plan without the phantom pool, all Ready",
+                lambda: phantom not in plan_pools() and converged(kubectl, namespace, "steady"),
+            )
+            remaining = [
+                d["metadata"]["name"] for d in managed_deployments(kubectl, namespace, "steady")
+            ]
+            events = stalled_events()
+        finally:
+            kubectl.run("delete", "gpupool", phantom, check=False)
+    fewest = min(ready for _, ready in sampler.samples)
+    print(
+        f"\nphantom pool: {migrating['message']}\nevent: {event['message']}\n"
+        f"fewest Ready pods {fewest} of {serving} over {len(sampler.samples)} samples"
+    )
+    kubectl.run("delete", "llmsvc", "steady", "-n", namespace)
+    assert fewest >= serving, "the old plan kept every replica serving while the new one waited"
+    assert len(events) == 1, [e["message"] for e in events]  # one per pool, not per pass
+    assert phantom in event["message"] and "cannot be scheduled" in event["message"]
+    assert not any(phantom in name for name in remaining), remaining
+    assert after["status"]["plan"], after

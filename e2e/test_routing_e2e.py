@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -196,7 +197,8 @@ def test_each_class_goes_where_the_plan_says_within_3_points(
             send_class_header=True,
         )
     )
-    assert sum(r.status == 200 for r in results) == len(results), "every request served"
+    failed = Counter((r.status, r.target, r.class_name) for r in results if r.status != 200)
+    assert not failed, f"every request served; failed (status, router, class): {dict(failed)}"
     after = routed_counts(urls)
     realised = shares({k: after[k] - before.get(k, 0.0) for k in after})
     print(f"\nplanned {plan}\nrealised {realised}")
@@ -323,3 +325,54 @@ def test_losing_a_spot_pool_mid_load(
     )
     assert not late_errors, late_errors[:5]
     assert last_to_lost < lost_offset + 15.0, "the lost pool's deployments still got traffic"
+
+
+def test_a_price_driven_migration_under_load_drops_no_request(
+    routed: tuple[str, list[str]], kubectl: Kubectl
+) -> None:
+    """Make-before-break, as a client sees it: the pool in use gets 20x dearer mid-load, the
+    service moves to other GPUs, and every request sent during the move is answered."""
+    namespace, urls = routed
+    status = kubectl.json("llmsvc", "mix", "-n", namespace)["status"]
+    pools = sorted({entry["pool"] for entry in status["plan"]})
+    old_deployments = {entry["deployment"] for entry in status["plan"]}
+    pool_prices = {
+        pool: kubectl.json("gpupool", pool)["status"]["pricePerGPUHour"] for pool in pools
+    }
+
+    def plan_moved() -> bool:
+        plan = kubectl.json("llmsvc", "mix", "-n", namespace)["status"]["plan"]
+        return bool(plan) and not {e["deployment"] for e in plan} & old_deployments
+
+    def old_deployments_gone() -> bool:
+        names = {d["metadata"]["name"] for d in kubectl.json("deploy", "-n", namespace)["items"]}
+        return not names & old_deployments
+
+    async def load_and_reprice() -> list[Result]:
+        load = asyncio.create_task(
+            run_load(urls, load_classes(), rate=8.0, duration=45.0, max_requests=450, model="mix")
+        )
+        await asyncio.sleep(5.0)
+        for pool, price in pool_prices.items():
+            dearer = f"{float(price) * 20:.2f}"
+            await asyncio.to_thread(
+                kubectl.run, "patch", "gpupool", pool, "--type=merge",
+                "-p", f'{{"spec": {{"pricePerGPUHour": "{dearer}"}}}}',
+            )  # fmt: skip
+        return await load
+
+    try:
+        results = asyncio.run(load_and_reprice())
+        moved = plan_moved()
+        gone = old_deployments_gone()
+    finally:
+        for pool in pools:
+            kubectl.run(
+                "patch", "gpupool", pool, "--type=json",
+                "-p", '[{"op": "remove", "path": "/spec/pricePerGPUHour"}]', check=False,
+            )  # fmt: skip
+        kubectl.run("delete", "llmsvc", "mix", "-n", namespace)
+    failed = Counter((r.status, r.class_name) for r in results if r.status != 200)
+    print(f"\nrepriced {pools}: moved={moved}, old gone={gone}, failed {dict(failed)}")
+    assert moved and gone, "the price change moved the service off its pools within the load"
+    assert not failed, f"every request served during the migration: {dict(failed)}"

@@ -260,16 +260,62 @@ async def test_deadline_already_acted_on_is_not_waited_for_again() -> None:
     assert await waits(fleet.planner)
 
 
-async def test_migration_deadline_still_wakes_the_planner() -> None:
+def unschedulable_pod(name: str, deployment: str) -> dict[str, Any]:
+    """A pending pod of one of gpumix's Deployments, as the scheduler leaves it."""
+    pod = gpu_pod(name, NAMESPACE, node="", gpus=1)
+    pod["metadata"]["labels"] = {
+        "app.kubernetes.io/managed-by": "gpumix",
+        "gpumix.io/deployment": deployment,
+    }
+    pod["status"] = {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.",
+            }
+        ],
+    }
+    return pod
+
+
+async def test_a_stalled_migration_keeps_what_serves_and_re_plans_around_the_pool() -> None:
     fleet = Fleet([gpu_node("l4-1"), gpu_node("l4-2")], [llmservice()])
     old = await start_migration(fleet)
+    (new,) = fleet.kube.deployments() - old
+    pending = inventory.pod_record(unschedulable_pod(f"{new}-abc", new))
+    fleet.indices[indexes.PODS_INDEX] = {None: [pending]}
+    await fleet.run_pass()
+    progressing = fleet.condition("Progressing")
+    assert progressing["reason"] == "Migrating"
+    assert f"{new}: its pods cannot be scheduled: 0/2 nodes" in progressing["message"]
+    assert "Insufficient nvidia.com/gpu" in fleet.condition("Ready")["message"]
+
+    # The deadline wakes the planner; the old Deployment still serves, so it stays.
     clock = next(iter(fleet.planner.state.clocks.values()))
     fleet.planner.state.next_periodic = clock.deadline + 3600
     assert fleet.planner.wait_timeout() == pytest.approx(clock.deadline - fleet.clock.now)
-    # At the deadline the obsolete Deployments go even though the new ones are not ready.
     await fleet.run_pass(seconds=clock.deadline - fleet.clock.now)
-    assert not old & fleet.kube.deployments()
-    assert not fleet.planner.state.clocks
+    assert old <= fleet.kube.deployments()
+    (stalled,) = warnings(fleet.kube, "MigrationStalled")
+    assert new in stalled and "without pool l4-spot" in stalled and "Insufficient" in stalled
+    assert not await waits(fleet.planner), "the re-plan is due at once"
+
+    # The re-plan leaves l4-spot out for the new configurations. The spec now allows only
+    # fp8, which no other pool offers: no plan, and the running one is kept, untouched.
+    await fleet.run_pass(seconds=0.0)
+    feasible = fleet.condition("Feasible")
+    assert feasible["status"] == "False" and feasible["reason"] == "NoCapacity"
+    assert "pool l4-spot is left out for now (its pods cannot be scheduled" in feasible["message"]
+    assert old <= fleet.kube.deployments()
+    assert len(warnings(fleet.kube, "MigrationStalled")) == 1
+
+    # New nodes in the pool end the block: the plan is tried again.
+    fleet.indices[indexes.NODES_INDEX][None].append(inventory.node_record(gpu_node("l4-3")))
+    await fleet.run_pass(force=True)
+    assert fleet.condition("Feasible")["status"] == "True"
 
 
 # -- writes the API refuses ---------------------------------------------------------------------

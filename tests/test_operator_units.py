@@ -225,19 +225,24 @@ def test_obsolete_children_wait_for_the_new_ones() -> None:
     }
 
 
-def test_deadline_ends_the_wait() -> None:
+def test_an_obsolete_deployment_without_ready_pods_goes_at_once() -> None:
+    # It serves nothing; its pending pods would only take GPUs the new plan needs.
     actions = reconcile.decide(
         [desired("Deployment", "new", "h1")],
-        [child("Deployment", "old", "h0"), child("Deployment", "new", "h1", ready=0)],
-        deadline_passed=True,
+        [
+            child("Deployment", "old", "h0", ready=0),
+            child("Service", "old", "s0"),
+            child("Deployment", "new", "h1", ready=0),
+        ],
+        deadline_passed=False,
     )
-    assert [c.name for c in actions.delete] == ["old"] and not actions.migrating
+    assert {(c.kind, c.name) for c in actions.delete} == {("Deployment", "old"), ("Service", "old")}
+    assert not actions.migrating and actions.not_ready == ("new",) and not actions.stalled
 
 
-def test_past_the_deadline_old_deployments_go_one_at_a_time_least_serving_first() -> None:
-    # The new plan is still not ready at the deadline: remove one old Deployment (the one
-    # serving least) and its Service, keep the other serving; the next step waits for a new
-    # deadline (the planner's clock follows obsolete_deployments).
+def test_past_the_deadline_what_serves_stays_and_the_migration_stalls() -> None:
+    # Make-before-break under scarcity: the new plan is not ready at the deadline (say its pods
+    # cannot be scheduled). Nothing that serves goes; the planner is told to re-plan instead.
     wanted = [desired("Deployment", "new", "h1", replicas=2), desired("Service", "new", "s1")]
     actual = [
         child("Deployment", "old-a", "h0", replicas=2, ready=2),
@@ -247,23 +252,26 @@ def test_past_the_deadline_old_deployments_go_one_at_a_time_least_serving_first(
         child("Deployment", "new", "h1", replicas=2, ready=0),
         child("Service", "new", "s1"),
     ]
-    assert reconcile.obsolete_deployments(wanted, actual) == ("old-a", "old-b")
-    step = reconcile.decide(wanted, actual, deadline_passed=True)
-    assert {(c.kind, c.name) for c in step.delete} == {
+    assert not reconcile.decide(wanted, actual, deadline_passed=False).stalled
+    stalled = reconcile.decide(wanted, actual, deadline_passed=True)
+    assert stalled.stalled and stalled.migrating and stalled.not_ready == ("new",)
+    assert {(c.kind, c.name) for c in stalled.kept} == {
+        ("Deployment", "old-a"),
+        ("Service", "old-a"),
+    }
+    assert {(c.kind, c.name) for c in stalled.delete} == {
         ("Deployment", "old-b"),
         ("Service", "old-b"),
     }
-    assert {c.name for c in step.kept} == {"old-a"} and step.migrating
-
-    remaining = [c for c in actual if c.name != "old-b"]
-    assert reconcile.obsolete_deployments(wanted, remaining) == ("old-a",)
-    assert reconcile.decide(wanted, remaining, deadline_passed=False).delete == ()
 
 
 def test_partially_ready_deployment_is_not_ready() -> None:
     actions = reconcile.decide(
         [desired("Deployment", "new", "h1", replicas=3)],
-        [child("Deployment", "old", "h0"), child("Deployment", "new", "h1", replicas=3, ready=2)],
+        [
+            child("Deployment", "old", "h0", ready=1),
+            child("Deployment", "new", "h1", replicas=3, ready=2),
+        ],
         deadline_passed=False,
     )
     assert actions.delete == () and actions.not_ready == ("new",)

@@ -139,15 +139,28 @@ async def test_refused_connection_is_retried_on_the_same_configuration_first() -
     assert len(same.requests) >= retries  # ... and each retry stayed in its configuration
 
 
-async def test_every_pod_refusing_is_a_502_after_one_retry() -> None:
+async def test_a_new_configuration_not_listening_yet_is_passed_over() -> None:
+    # A migration's new Deployment: both its pods are Ready in the API but not listening yet.
+    # One retry in the configuration is not enough; the third attempt goes to the old one.
+    async with json_backend("old").running() as old:
+        plan = (PlanEntry("dep-new", {"chat": 1.0}), PlanEntry("dep-old", {"chat": 0.0}))
+        pods = {"dep-new": (closed_port(), closed_port()), "dep-old": (old.address,)}
+        async with running_router(table(pods, plan)) as r, r.client() as client:
+            response = await client.post("/v1/completions", json=CHAT_BODY)
+            retries = r.sample("gpumix_router_upstream_retries_total", {"deployment": "dep-new"})
+    assert response.status_code == 200 and response.json() == {"served_by": "old"}
+    assert retries == 2
+
+
+async def test_every_pod_refusing_is_a_502_after_three_attempts() -> None:
     plan = (PlanEntry("dep-a", {"chat": 1.0}),)
-    pods = {"dep-a": (closed_port(), closed_port(), closed_port())}
+    pods = {"dep-a": tuple(closed_port() for _ in range(4))}
     async with running_router(table(pods, plan)) as r, r.client() as client:
         response = await client.post("/v1/completions", json=CHAT_BODY)
         retries = r.sample("gpumix_router_upstream_retries_total", {"deployment": "dep-a"})
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_unavailable"
-    assert retries == 1
+    assert retries == 2
 
 
 async def test_no_retry_once_the_backend_has_sent_its_first_byte() -> None:

@@ -38,7 +38,7 @@ from gpumix.catalog.gpus import (
     KARPENTER_GPU_NAME_LABEL,
 )
 from gpumix.errors import InputError
-from gpumix.operator.manifests import GPU_TOLERATION
+from gpumix.operator.manifests import GPU_TOLERATION, LABEL_DEPLOYMENT
 from gpumix.resources import GPUPool
 from gpumix.solver import Pool
 
@@ -145,6 +145,10 @@ class PodRecord:
     node_name: str | None
     gpus: int
     managed_by_gpumix: bool
+    # gpumix's pods: the Deployment they belong to (the gpumix.io/deployment label).
+    deployment: str | None = None
+    # Why the scheduler cannot place the pod (its PodScheduled=False message), while Pending.
+    unschedulable: str | None = None
 
 
 def parse_quantity_count(value: Any) -> int:
@@ -208,13 +212,23 @@ def pod_record(body: Mapping[str, Any]) -> PodRecord | None:
     if gpus == 0:
         return None
     labels = metadata.get("labels") or {}
+    managed = labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
     return PodRecord(
         namespace=str(metadata.get("namespace", "")),
         name=str(metadata.get("name", "")),
         node_name=spec.get("nodeName") or None,
         gpus=gpus,
-        managed_by_gpumix=labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE,
+        managed_by_gpumix=managed,
+        deployment=labels.get(LABEL_DEPLOYMENT) if managed else None,
+        unschedulable=_unschedulable_message(body),
     )
+
+
+def _unschedulable_message(body: Mapping[str, Any]) -> str | None:
+    for condition in (body.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return str(condition.get("message") or condition.get("reason") or "not scheduled")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

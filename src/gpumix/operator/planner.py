@@ -22,7 +22,7 @@ from typing import Any
 
 from gpumix import catalog
 from gpumix.errors import InputError
-from gpumix.operator import events, indexes, inventory, manifests, reconcile, status
+from gpumix.operator import events, indexes, inventory, manifests, reconcile, stalls, status
 from gpumix.operator.kube import Kube, KubeError
 from gpumix.operator.metrics import OperatorMetrics, ServiceSample
 from gpumix.operator.router_manifests import build_router_objects, router_name, router_selector
@@ -92,6 +92,7 @@ class Snapshot:
     services: tuple[indexes.ServiceRecord, ...]
     pool_records: tuple[indexes.PoolRecord, ...]
     pools: tuple[inventory.PoolInventory, ...]
+    pods: tuple[inventory.PodRecord, ...] = ()
 
     @property
     def pool_facts(self) -> dict[str, events.PoolFacts]:
@@ -136,6 +137,8 @@ def hardware_for(
 
 # Event reason: a child's fields that gpumix owns were edited by hand and have been put back.
 DRIFT_REVERTED = "DriftReverted"
+# Event reason: a plan's new Deployments were not Ready at the migration deadline.
+MIGRATION_STALLED = "MigrationStalled"
 
 
 def current_plan_from_status(records: Sequence[indexes.ServiceRecord]) -> dict[Any, int]:
@@ -231,6 +234,9 @@ class PlannerState:
     apply_failures: dict[ServiceKey, ApplyFailure] = field(default_factory=dict)
     # Namespaced mode: the GPU pods of the last successful all-namespaces LIST.
     cluster_pods: tuple[inventory.PodRecord, ...] | None = None
+    # Pools a service's new Deployments did not come up on: left out of its plans for a while.
+    blocked: dict[ServiceKey, dict[str, stalls.PoolBlock]] = field(default_factory=dict)
+    replan: bool = False
 
 
 class FleetPlanner:
@@ -328,6 +334,7 @@ class FleetPlanner:
             services=tuple(sorted(services, key=lambda r: (r.namespace, r.name))),
             pool_records=tuple(sorted(pool_records, key=lambda r: r.name)),
             pools=inventory.build_inventory(gpupools, nodes, pods, self.config.inventory),
+            pods=tuple(pods),
         )
 
     async def cluster_gpu_pods(self) -> list[inventory.PodRecord]:
@@ -373,6 +380,10 @@ class FleetPlanner:
                     logger.warning("reconciling %s/%s: %s", record.namespace, record.name, error)
 
         await asyncio.gather(*(reconcile(record) for record in snapshot.services))
+        if self.state.replan:  # a migration stalled: plan around it now, not at the next event
+            self.state.replan = False
+            self.state.fingerprint = None
+            self._wakeup.set()
         await asyncio.to_thread(self.update_pool_statuses, snapshot)
         live = {service_key(record) for record in snapshot.services}
         memories: tuple[dict[ServiceKey, Any], ...] = (
@@ -380,6 +391,7 @@ class FleetPlanner:
             self.state.written,
             self.state.statuses,
             self.state.apply_failures,
+            self.state.blocked,
         )
         for memory in memories:
             for key in set(memory) - live:
@@ -411,7 +423,9 @@ class FleetPlanner:
             problem = record.problem
             if record.resource is not None:
                 try:
-                    demands.append(self.demand_builder(record.resource, hardware, current_plan))
+                    demand = self.demand_builder(record.resource, hardware, current_plan)
+                    blocks = self.active_blocks(key, snapshot)
+                    demands.append(stalls.without_blocked(demand, blocks))
                     continue
                 except (InputError, ValueError) as error:
                     problem = str(error)
@@ -510,6 +524,7 @@ class FleetPlanner:
 
         migrating = False
         apply_error: str | None = None
+        waiting_on = ""
         if outcome.plan is not None and record.resource is not None:
             router_ready = ready_by_name.get(router_name(record.name), 0) > 0
             desired = self.desired_objects(
@@ -519,6 +534,13 @@ class FleetPlanner:
             actions = self._decide(key, target, desired, actual)
             edited = reconcile.edited_children(actions, actual)
             apply_error = self._write_children(key, target, actions)
+            bodies = {c.name: c.body for c in actual if c.kind == reconcile.DEPLOYMENT}
+            problems = stalls.deployment_problems(
+                key.namespace, {name: bodies.get(name) for name in actions.not_ready}, snapshot.pods
+            )
+            waiting_on = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+            if actions.stalled and apply_error is None:
+                self._plan_around(record, outcome.plan, actions, actual, problems, snapshot)
             if apply_error is None:
                 for (kind, name), fields in edited.items():
                     shown = ", ".join(fields[:5]) + (", …" if len(fields) > 5 else "")
@@ -565,6 +587,7 @@ class FleetPlanner:
             migrating=migrating,
             last_plan_time=last_plan_time,
             apply_error=apply_error,
+            waiting_on=waiting_on or None,
         )
         new_status = status.build_status(view, previous, now)
         document = status.status_document(new_status)
@@ -605,6 +628,60 @@ class FleetPlanner:
             self.kube.patch_llmservice_status(key.namespace, record.name, patch)
         self.state.written[key] = document
         self.state.statuses[key] = new_status
+
+    def active_blocks(self, key: ServiceKey, snapshot: Snapshot) -> dict[str, stalls.PoolBlock]:
+        nodes = {pool.name: pool.nodes for pool in snapshot.pools}
+        blocks = stalls.active(self.state.blocked.get(key, {}), self.monotonic(), nodes)
+        if blocks:
+            self.state.blocked[key] = blocks
+        else:
+            self.state.blocked.pop(key, None)
+        return blocks
+
+    def _plan_around(
+        self,
+        record: indexes.ServiceRecord,
+        plan: ServicePlan,
+        actions: reconcile.Actions,
+        actual: Sequence[reconcile.Child],
+        problems: Mapping[str, str],
+        snapshot: Snapshot,
+    ) -> None:
+        """The deadline passed with new Deployments not Ready: leave their pools out of this
+        service's plans for a while and re-plan, while what serves keeps serving."""
+        key = service_key(record)
+        timeout = self.config.migration_timeout_seconds
+        pools = {manifests.deployment_name(record.name, e): e.pool for e in plan.entries}
+        running = frozenset(
+            ConfigKey(
+                labels.get(manifests.LABEL_POOL, ""),
+                int(labels.get(manifests.LABEL_TENSOR_PARALLEL) or 0),
+                labels.get(manifests.LABEL_WEIGHT_FORMAT, ""),
+            )
+            for child in actual
+            if child.kind == reconcile.DEPLOYMENT and child.ready_replicas > 0
+            for labels in [((child.body or {}).get("metadata") or {}).get("labels") or {}]
+        )
+        nodes = {pool.name: pool.nodes for pool in snapshot.pools}
+        blocks = self.state.blocked.setdefault(key, {})
+        by_pool: dict[str, list[str]] = {}
+        for name in actions.not_ready:
+            if name in pools:
+                by_pool.setdefault(pools[name], []).append(name)
+        block_seconds = stalls.BLOCK_TIMEOUTS * timeout
+        serving = "The running Deployments keep serving; " if actions.kept else ""
+        for pool, names in sorted(by_pool.items()):
+            reason = problems.get(names[0], stalls.NOT_READY).rstrip(". ")
+            until = self.monotonic() + block_seconds
+            blocks[pool] = stalls.PoolBlock(pool, reason, until, nodes.get(pool, 0), running)
+            self._post(
+                record,
+                MIGRATION_STALLED,
+                f"{', '.join(names)} not Ready within {timeout:.0f} s: {reason}. {serving}"
+                f"gpumix re-plans without pool {pool} for {block_seconds:.0f} s",
+                "Warning",
+            )
+        self.state.replan = True  # the next pass solves again, with the pools left out
 
     def children(self, namespace: str, name: str) -> list[dict[str, Any]]:
         """The service's children from kopf's indices (they follow the watches). A write of
@@ -676,22 +753,21 @@ class FleetPlanner:
         desired: list[dict[str, Any]],
         actual: list[reconcile.Child],
     ) -> reconcile.Actions:
-        # The clock restarts whenever an obsolete Deployment goes, so each step of a migration
-        # that missed its deadline gets a full timeout of its own.
-        fingerprint = f"{fingerprint}|{','.join(reconcile.obsolete_deployments(desired, actual))}"
         clock = self.state.clocks.get(key)
+        now = self.monotonic()
         deadline_passed = (
-            clock is not None
-            and clock.fingerprint == fingerprint
-            and (self.monotonic() >= clock.deadline)
+            clock is not None and clock.fingerprint == fingerprint and (now >= clock.deadline)
         )
         actions = reconcile.decide(desired, actual, deadline_passed=deadline_passed)
-        if actions.kept:
-            self.state.clocks[key] = reconcile.advance_clock(
-                clock, fingerprint, self.monotonic(), self.config.migration_timeout_seconds
-            )
-        else:
+        timeout = self.config.migration_timeout_seconds
+        if not actions.not_ready:
             self.state.clocks.pop(key, None)
+        elif actions.stalled:
+            # Acted on now (the planner re-plans around it): the same target stalls again,
+            # if it still does, one timeout later, not on every pass.
+            self.state.clocks[key] = reconcile.MigrationClock(fingerprint, now + timeout)
+        else:
+            self.state.clocks[key] = reconcile.advance_clock(clock, fingerprint, now, timeout)
         return actions
 
     def desired_objects(

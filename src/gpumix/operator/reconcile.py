@@ -3,10 +3,11 @@
 Pure. Writes happen only where the spec-hash annotation differs, where a Deployment's replica
 count was changed by hand, or where another field gpumix owns was (``operator.drift``). Plan
 changes are make-before-break, kept as state rather than a blocking wait: every pass applies
-the desired objects, and removes obsolete ones once every desired Deployment is ready; when the
-migration deadline passes first, it removes them one Deployment per deadline (see
-``_migration_step``). A later pass (woken by a Deployment becoming ready, or by the deadline)
-finishes the job.
+the desired objects, and removes obsolete ones once every desired Deployment is ready. An
+obsolete Deployment with no Ready pod serves nothing and goes at once. One that serves stays
+until the new plan is ready, whatever the deadline: when the migration deadline passes first,
+the actions say the migration *stalled*, and the planner re-plans around the configurations
+that did not come up (``operator.planner``) instead of removing what serves.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ class Actions:
     not_ready: tuple[str, ...]
     # Obsolete children kept running until the desired ones are ready.
     kept: tuple[Child, ...]
+    # The deadline passed with desired Deployments still not ready: re-plan around them.
+    stalled: bool = False
 
     @property
     def migrating(self) -> bool:
@@ -146,46 +149,23 @@ def decide(
     obsolete = tuple(
         child for key, child in sorted(actual_by_key.items()) if key not in desired_keys
     )
-    if not obsolete:
-        return Actions(to_apply, (), tuple(not_ready), ())
     if not not_ready:
-        return Actions(to_apply, obsolete, tuple(not_ready), ())
-    if deadline_passed:
-        step = _migration_step(obsolete)
-        kept = tuple(child for child in obsolete if child not in step)
-        return Actions(to_apply, step, tuple(not_ready), kept)
-    return Actions(to_apply, (), tuple(not_ready), obsolete)
+        return Actions(to_apply, obsolete, (), ())
+    # Make-before-break: what serves stays until the new plan is ready, even past the deadline
+    # (a replacement that cannot be scheduled is a reason to re-plan, never to remove capacity).
+    idle = serving_nothing(obsolete)
+    kept = tuple(child for child in obsolete if child not in idle)
+    return Actions(to_apply, idle, tuple(not_ready), kept, stalled=deadline_passed)
 
 
-def _migration_step(obsolete: tuple[Child, ...]) -> tuple[Child, ...]:
-    """What to remove when the new plan is still not ready at the deadline: one obsolete
-    Deployment (and its Service), the one serving least, not all of them.
-
-    The new pods may be waiting for exactly those GPUs (a move within a full pool), so
-    something must go; one at a time, each step with a fresh deadline (the planner's clock
-    follows the set of obsolete Deployments), keeps the rest of the old plan serving while the
-    new one comes up, and bounds what a new configuration that never becomes ready can take
-    down per migration timeout.
-    """
-    deployments = [child for child in obsolete if child.kind == DEPLOYMENT]
-    if not deployments:
-        return obsolete  # only Services left: they serve nothing without their pods
-    first = min(deployments, key=lambda child: (child.ready_replicas, child.replicas, child.name))
-    return tuple(child for child in obsolete if child.name == first.name)
-
-
-def obsolete_deployments(
-    desired: Sequence[Mapping[str, Any]], actual: Sequence[Child]
-) -> tuple[str, ...]:
-    """Names of live Deployments the desired state no longer has (the migration's progress)."""
-    desired_keys = {_desired_key(obj) for obj in desired}
-    return tuple(
-        sorted(
-            child.name
-            for child in actual
-            if child.kind == DEPLOYMENT and _key(child.kind, child.name) not in desired_keys
-        )
-    )
+def serving_nothing(obsolete: Sequence[Child]) -> tuple[Child, ...]:
+    """Obsolete Deployments without a Ready pod, and the obsolete children of the same name
+    (their per-configuration Services): removing them drops no capacity, and their pending
+    pods would otherwise take GPUs the new plan needs."""
+    serving = {
+        child.name for child in obsolete if child.kind == DEPLOYMENT and child.ready_replicas > 0
+    }
+    return tuple(child for child in obsolete if child.name not in serving)
 
 
 @dataclass(frozen=True)

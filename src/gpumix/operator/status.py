@@ -70,6 +70,8 @@ class ServiceView:
     last_plan_time: str | None
     # The API refused to create, replace or delete a child (webhook, quota, RBAC, invalid).
     apply_error: str | None = None
+    # Why planned Deployments are not ready, in the API's words (FailedScheduling, quota, ...).
+    waiting_on: str | None = None
 
     @property
     def desired_replicas(self) -> int:
@@ -134,7 +136,8 @@ def conditions_for(view: ServiceView) -> list[Condition]:
             PROGRESSING,
             "True",
             "Migrating",
-            "waiting for the planned Deployments to become ready before removing old ones",
+            "waiting for the planned Deployments to become ready before removing old ones"
+            + (f"; {view.waiting_on}" if view.waiting_on else ""),
             generation,
         )
     else:
@@ -150,7 +153,13 @@ def conditions_for(view: ServiceView) -> list[Condition]:
     elif view.all_ready:
         ready = _condition(READY, "True", "AllReplicasReady", replicas, generation)
     else:
-        ready = _condition(READY, "False", "ReplicasNotReady", replicas, generation)
+        ready = _condition(
+            READY,
+            "False",
+            "ReplicasNotReady",
+            replicas + (f"; {view.waiting_on}" if view.waiting_on else ""),
+            generation,
+        )
     return [ready, planned, feasible, progressing]
 
 

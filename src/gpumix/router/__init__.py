@@ -13,7 +13,7 @@ One request's way through (each step in its own module):
    among configurations with a Ready pod, then the pod with the fewest requests in flight;
    ``spec.routing.mode: RoundRobin`` cycles over all Ready pods instead;
 3. forwarding (:mod:`~gpumix.router.proxy`): unbuffered streaming, the backend's status and
-   body passed on, one retry on another pod for a refused or reset connection, 503 with
+   body passed on, up to two retries on other pods for a refused or reset connection, 503 with
    ``Retry-After`` when no pod is Ready, upstream closed when the client hangs up.
 
 What the router knows is a :class:`~gpumix.router.table.RoutingTable` held by a

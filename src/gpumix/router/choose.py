@@ -107,14 +107,17 @@ class Chooser:
         table: RoutingTable,
         class_name: str,
         in_flight: Mapping[str, int],
-        failed: Pick,
+        failed: Sequence[Pick],
     ) -> Pick | None:
-        """Another pod after ``failed`` refused or reset: its configuration's other pods first,
-        else another configuration (drawn as for a new request, without the failed pod)."""
-        excluded = frozenset({failed.pod})
-        same = [pod for pod in table.pods_of(failed.deployment) if pod not in excluded]
-        if same and table.mode is RoutingMode.PLAN_WEIGHTED:
-            return Pick(failed.deployment, least_in_flight(same, in_flight, self.rng))
+        """Another pod after those in ``failed`` refused or reset. The first retry stays in
+        the configuration if it has another pod (the class keeps its share); later ones draw
+        as for a new request, without the failed pods: a configuration whose pods have just
+        started may have none listening yet."""
+        excluded = frozenset(pick.pod for pick in failed)
+        last = failed[-1]
+        same = [pod for pod in table.pods_of(last.deployment) if pod not in excluded]
+        if same and len(failed) == 1 and table.mode is RoutingMode.PLAN_WEIGHTED:
+            return Pick(last.deployment, least_in_flight(same, in_flight, self.rng))
         return self.pick(table, class_name, in_flight, excluded)
 
     def _round_robin(self, table: RoutingTable) -> Pick | None:

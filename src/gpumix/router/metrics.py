@@ -9,8 +9,8 @@ the dev cluster's pod runner hosts several routers in one process).
 - ``gpumix_router_time_to_first_byte_seconds{class,deployment}``: from the request's arrival to
   the first byte of the backend's response body (for a stream: about the first token).
 - ``gpumix_router_in_flight_requests{deployment}``: requests sent to a backend and not finished.
-- ``gpumix_router_upstream_retries_total{deployment}``: connections refused or reset before the
-  first byte, per Deployment that failed (each one retried once elsewhere).
+- ``gpumix_router_upstream_retries_total{deployment}``: retries on another pod after a pod of
+  this Deployment refused or reset the connection before its first byte.
 - ``gpumix_router_class_estimate_total{header_class,estimated_class}``: for requests that
   carry ``x-gpumix-class``, what the router would have estimated: the estimate's confusion
   matrix.

@@ -2,9 +2,10 @@
 
 - The client sees the backend's status code, headers and body as they come: the body is passed
   on chunk by chunk as raw bytes (``aiter_raw``), for streams and plain answers alike.
-- A connection refused, timed out or reset before the backend's first byte is retried once on
-  another pod (the same configuration's if it has one). After the first byte nothing is
-  retried: the client may already hold part of the answer.
+- A connection refused, timed out or reset before the backend's first byte is retried on
+  another pod, up to two times: first in the same configuration if it has another pod, then
+  anywhere the class may go. After the first byte nothing is retried: the client may already
+  hold part of the answer.
 - A client that hangs up, while the router waits for the backend or while it streams, closes
   the upstream request, so the backend stops generating for nobody.
 - Errors of the router's own are OpenAI-style: ``{"error": {"message", "type", "param",
@@ -65,6 +66,10 @@ _RESPONSE_HEADERS_DROPPED = frozenset(
     }
 )
 
+# A request is sent to at most this many pods: a migration's new configuration can show Ready
+# pods that are not listening yet (an endpoint list is never quite current), so one retry in
+# the same configuration is not always enough.
+UPSTREAM_ATTEMPTS = 3
 # Failures that happen before the backend sent anything: safe to try another pod.
 RETRIABLE = (
     httpx.ConnectError,
@@ -246,17 +251,21 @@ class Proxy:
         class_name: str,
         watch: DisconnectWatch,
     ) -> tuple[httpx.Response, Pick]:
-        """The backend's response headers, from ``pick`` or (once) from another pod."""
-        try:
-            return await self._attempt(method, target, headers, body, pick, watch), pick
-        except RETRIABLE:
-            self.metrics.retried(pick.deployment)
-            # The table as it is now: the watcher may have seen the pod go already.
-            retry = self.chooser.retry(self.state.table, class_name, self.in_flight, pick)
-            if retry is None:
-                raise
-            log.info("pod %s refused or reset; retrying on %s", pick.pod, retry.pod)
-        return await self._attempt(method, target, headers, body, retry, watch), retry
+        """The backend's response headers, from ``pick`` or from up to
+        ``UPSTREAM_ATTEMPTS - 1`` other pods."""
+        failed: list[Pick] = []
+        while True:
+            try:
+                return await self._attempt(method, target, headers, body, pick, watch), pick
+            except RETRIABLE:
+                failed.append(pick)
+                # The table as it is now: the watcher may have seen the pod go already.
+                retry = self.chooser.retry(self.state.table, class_name, self.in_flight, failed)
+                if retry is None or len(failed) >= UPSTREAM_ATTEMPTS:
+                    raise
+                self.metrics.retried(pick.deployment)
+                log.info("pod %s refused or reset; retrying on %s", pick.pod, retry.pod)
+                pick = retry
 
     async def _attempt(
         self,

@@ -69,6 +69,12 @@ def _no_candidate_reason(service: ServiceDemand, class_name: str) -> Reason:
     by_kind: dict[RejectionKind, list[str]] = defaultdict(list)
     for rejection in rejections:
         by_kind[rejection.kind].append(rejection.detail)
+    if RejectionKind.UNSCHEDULABLE in by_kind:  # the pools that could have served it
+        details = _first_distinct(by_kind[RejectionKind.UNSCHEDULABLE])
+        return Reason(
+            ReasonCode.NO_CAPACITY,
+            f"no pool that can serve class {class_name} can take new replicas now: {details}",
+        )
     if RejectionKind.SLO in by_kind:
         details = _first_distinct(by_kind[RejectionKind.SLO])
         return Reason(

@@ -107,6 +107,7 @@ class RejectionKind(StrEnum):
     NODE_SIZE = "node-size"  # tensor-parallel size exceeds GPUs per node
     NOT_PROFILED = "not-profiled"  # measured profiles exist for the GPU type, not for this one
     UNSUPPORTED = "unsupported"  # e.g. fp8 on a GPU without fp8 support
+    UNSCHEDULABLE = "unschedulable"  # the operator saw this pool's new replicas not come up
 
 
 @dataclass(frozen=True)

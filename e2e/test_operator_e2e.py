@@ -471,3 +471,49 @@ def test_deleting_the_service_garbage_collects_its_children(
         "Deployments, Services and pods of ephemeral gone",
         lambda: not kubectl.json("deployments,services,pods", "-n", namespace)["items"],
     )
+
+
+def test_objects_another_owner_controls_are_never_overwritten_or_deleted(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    """Ownership is the controller reference, not the labels. An LLMService named like another
+    service's per-configuration Service gets a Conflict instead of taking it over, and a user's
+    own Deployment that carries gpumix's labels is never deleted as obsolete."""
+    kubectl.apply(llmservice("chat", namespace))
+    chat = wait_for("chat Ready", lambda: is_ready(kubectl, namespace, "chat"))
+    taken = chat["status"]["plan"][0]["deployment"]  # also the name of its Service
+    users_own = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "users-own",
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "gpumix", "gpumix.io/service": "chat"},
+        },
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "users-own"}},
+            "template": {
+                "metadata": {"labels": {"app": "users-own"}},
+                "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+            },
+        },
+    }
+    kubectl.apply(users_own)
+    before = kubectl.json("service", taken, "-n", namespace)
+    kubectl.apply(llmservice(taken, namespace))
+
+    def conflict() -> dict[str, Any] | None:
+        ready = condition(kubectl.json("llmsvc", taken, "-n", namespace), "Ready")
+        return ready if "Conflict" in ready.get("message", "") else None
+
+    ready = wait_for(f"{taken} to report the conflict", conflict)
+    time.sleep(25)  # more than one planning pass (20 s here) of both services
+    after = kubectl.json("service", taken, "-n", namespace)
+    names = [d["metadata"]["name"] for d in kubectl.json("deployments", "-n", namespace)["items"]]
+    print(f"\n{taken}: {ready['reason']}: {ready['message']}")
+    kubectl.run("delete", "llmsvc", taken, "chat", "-n", namespace)
+    assert ready["status"] == "False" and ready["reason"] == "ApplyFailed"
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["spec"]["selector"] == before["spec"]["selector"], "chat's traffic was taken"
+    assert "users-own" in names, "a user's Deployment was deleted for carrying gpumix's labels"

@@ -21,6 +21,7 @@ import urllib3.exceptions
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from gpumix.operator import ownership
 from gpumix.operator.drift import drifted_fields
 from gpumix.operator.manifests import (
     LABEL_MANAGED_BY,
@@ -137,8 +138,10 @@ class Kube:
 
     def apply(self, obj: Mapping[str, Any]) -> str:
         """Create ``obj`` or replace the live one when the spec hashes differ (or a
-        Deployment's replica count was changed by hand: the plan owns it).
+        Deployment's replica count was changed by hand: the plan owns it, or an owned field
+        was edited, or the live object has no controller yet and is adopted).
 
+        A live object that another controller holds is never replaced: a 409 Conflict.
         Returns "created", "replaced" or "unchanged".
         """
         kind = obj["kind"]
@@ -155,8 +158,12 @@ class Kube:
                     if error.status == 409:  # created meanwhile: compare with that one
                         continue
                     raise
+            clash = ownership.conflict(live, obj)
+            if clash is not None:
+                raise KubeError(f"apply {what}", 409, clash)
             edited = drifted_fields(obj, live)
-            if _spec_hash(live) == _spec_hash(obj) and not _scaled_by_hand(live, obj):
+            adopt = ownership.controller_uid(obj) is not None and ownership.controller(live) is None
+            if _spec_hash(live) == _spec_hash(obj) and not _scaled_by_hand(live, obj) and not adopt:
                 if not edited:
                     return "unchanged"
                 logger.warning(

@@ -515,8 +515,12 @@ class FleetPlanner:
         if outcome is None:
             return  # not planned yet: the next pass plans it
         children = self.children(key.namespace, record.name)
-        actual = [reconcile.child_from_body(child) for child in children]
-        ready_by_name = {c.name: c.ready_replicas for c in actual if c.kind == reconcile.DEPLOYMENT}
+        actual = [reconcile.child_from_body(child, record.uid) for child in children]
+        ready_by_name = {
+            c.name: c.ready_replicas
+            for c in actual
+            if c.kind == reconcile.DEPLOYMENT and c.controlled
+        }
         # Our own last write, when the watch has not delivered it yet; else what the API says.
         previous = self.state.statuses.get(key) or record.status
         previous_entries = list(previous.plan) if previous else []

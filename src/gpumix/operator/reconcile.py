@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpumix.operator import ownership
 from gpumix.operator.drift import drifted_fields
 from gpumix.operator.manifests import SPEC_HASH_ANNOTATION
 
@@ -36,9 +37,11 @@ class Child:
     ready_replicas: int
     # The live object, for comparing the fields gpumix owns (operator.drift).
     body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    # Whether this LLMService is its controller (operator.ownership): only those are removed.
+    controlled: bool = True
 
 
-def child_from_body(body: Mapping[str, Any]) -> Child:
+def child_from_body(body: Mapping[str, Any], owner_uid: str | None = None) -> Child:
     metadata = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
@@ -50,6 +53,7 @@ def child_from_body(body: Mapping[str, Any]) -> Child:
         replicas=int(spec.get("replicas") or 0),
         ready_replicas=int(status.get("readyReplicas") or 0),
         body=body,
+        controlled=ownership.controlled_by(body, owner_uid),
     )
 
 
@@ -146,8 +150,11 @@ def decide(
         ):
             not_ready.append(str(obj["metadata"]["name"]))
 
+    # Never what another owner controls, even if it carries gpumix's labels.
     obsolete = tuple(
-        child for key, child in sorted(actual_by_key.items()) if key not in desired_keys
+        child
+        for key, child in sorted(actual_by_key.items())
+        if key not in desired_keys and child.controlled
     )
     if not not_ready:
         return Actions(to_apply, obsolete, (), ())

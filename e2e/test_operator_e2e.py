@@ -517,3 +517,29 @@ def test_objects_another_owner_controls_are_never_overwritten_or_deleted(
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert after["spec"]["selector"] == before["spec"]["selector"], "chat's traffic was taken"
     assert "users-own" in names, "a user's Deployment was deleted for carrying gpumix's labels"
+
+
+def test_pods_the_api_refuses_are_explained_in_status(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    """A namespace quota of zero GPUs: the ReplicaSets cannot create the vLLM pods. The status
+    quotes the quota's refusal instead of a bare "0/1 replicas ready"."""
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "no-gpus", "namespace": namespace},
+            "spec": {"hard": {"requests.nvidia.com/gpu": "0"}},
+        }
+    )
+    kubectl.apply(llmservice("quota", namespace))
+
+    def explained() -> dict[str, Any] | None:
+        ready = condition(kubectl.json("llmsvc", "quota", "-n", namespace), "Ready")
+        return ready if "exceeded quota" in ready.get("message", "") else None
+
+    ready = wait_for("Ready to quote the quota", explained)
+    print(f"\n{ready['reason']}: {ready['message']}")
+    kubectl.run("delete", "llmsvc", "quota", "-n", namespace)
+    assert ready["status"] == "False" and ready["reason"] == "ReplicasNotReady"
+    assert "its pods cannot be created" in ready["message"] and "no-gpus" in ready["message"]

@@ -103,3 +103,34 @@ def test_a_service_left_with_no_pool_says_which_pools_are_left_out_and_why() -> 
     (reason,) = precheck(planned)
     assert reason.code is ReasonCode.NO_CAPACITY
     assert "pool h100 is left out for now (its pods cannot be scheduled)" in reason.message
+
+
+def test_a_container_that_cannot_start_is_quoted() -> None:
+    body = pending_pod("new", None)
+    body["status"] = {
+        "phase": "Pending",
+        "containerStatuses": [
+            {
+                "name": "vllm",
+                "state": {
+                    "waiting": {
+                        "reason": "ImagePullBackOff",
+                        "message": 'Back-off pulling image "vllm/vllm-openai:v9"',
+                    }
+                },
+            }
+        ],
+    }
+    starting = pending_pod("new", None)
+    starting["status"] = {
+        "phase": "Pending",
+        "containerStatuses": [
+            {"name": "vllm", "state": {"waiting": {"reason": "ContainerCreating"}}}
+        ],
+    }
+    stuck, fine = inventory.pod_record(body), inventory.pod_record(starting)
+    assert stuck is not None and fine is not None and fine.container_problem is None
+    assert stalls.replacement_problem({}, [fine, stuck]) == (
+        "its containers cannot start: "
+        'ImagePullBackOff: Back-off pulling image "vllm/vllm-openai:v9"'
+    )

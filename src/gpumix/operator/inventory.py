@@ -149,6 +149,8 @@ class PodRecord:
     deployment: str | None = None
     # Why the scheduler cannot place the pod (its PodScheduled=False message), while Pending.
     unschedulable: str | None = None
+    # Why a container cannot start (ImagePullBackOff, CrashLoopBackOff, ...), with the message.
+    container_problem: str | None = None
 
 
 def parse_quantity_count(value: Any) -> int:
@@ -221,7 +223,33 @@ def pod_record(body: Mapping[str, Any]) -> PodRecord | None:
         managed_by_gpumix=managed,
         deployment=labels.get(LABEL_DEPLOYMENT) if managed else None,
         unschedulable=_unschedulable_message(body),
+        container_problem=_container_problem(body),
     )
+
+
+# Container states that do not fix themselves: the kubelet retries them with backoff, forever.
+STUCK_CONTAINER_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+
+
+def _container_problem(body: Mapping[str, Any]) -> str | None:
+    status = body.get("status") or {}
+    for container in (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or []
+    ):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_CONTAINER_REASONS:
+            message = waiting.get("message")
+            return f"{waiting['reason']}: {message}" if message else str(waiting["reason"])
+    return None
 
 
 def _unschedulable_message(body: Mapping[str, Any]) -> str | None:

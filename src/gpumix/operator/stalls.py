@@ -40,15 +40,21 @@ class PoolBlock:
 
 
 def replacement_problem(deployment: Mapping[str, Any] | None, pods: Iterable[PodRecord]) -> str:
-    """Why a Deployment's pods are not Ready, in the API's own words when it has any."""
+    """Why a Deployment's pods are not Ready, in the API's own words when it has any: pods
+    refused at creation (quota, Pod Security), then pods the scheduler cannot place, then
+    containers that cannot start (image pulls, crash loops)."""
     status = (deployment or {}).get("status") or {}
     for condition in status.get("conditions") or []:
         if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
             why = condition.get("message") or condition.get("reason")
             return f"its pods cannot be created: {why}"
-    for pod in sorted(pods, key=lambda record: record.name):
+    ordered = sorted(pods, key=lambda record: record.name)
+    for pod in ordered:
         if pod.unschedulable:
             return f"its pods cannot be scheduled: {pod.unschedulable}"
+    for pod in ordered:
+        if pod.container_problem:
+            return f"its containers cannot start: {pod.container_problem}"
     return NOT_READY
 
 

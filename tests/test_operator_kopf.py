@@ -24,6 +24,7 @@ import aiohttp
 import kmock
 import pytest
 import yaml
+from kmock._internal import parsing as kmock_parsing
 from kopf.testing import KopfRunner
 
 from gpumix.operator.inventory import InventorySettings
@@ -126,6 +127,16 @@ def cluster(kmock: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest
         create(self, kind, namespace, {**body, "metadata": metadata})
 
     monkeypatch.setattr(Kube, "_create", create_with_uid)
+    # kmock's path parser takes a bare /api/v1/namespaces for the prefix of a namespaced path
+    # and fails; an API server lists the (cluster-scoped) Namespaces there.
+    parse = kmock_parsing.parse_path
+
+    def parse_namespace_list(path: str) -> kmock_parsing.ParsedPath:
+        if path.strip("/") == "api/v1/namespaces":
+            return kmock_parsing.ParsedPath("", "v1", "namespaces")
+        return parse(path)
+
+    monkeypatch.setattr(kmock_parsing, "parse_path", parse_namespace_list)
     return kmock
 
 

@@ -508,10 +508,10 @@ async def test_the_entry_service_moves_to_the_router_only_once_a_router_pod_is_r
 async def test_a_defect_planning_one_service_is_its_condition_and_the_others_are_planned() -> None:
     from gpumix.operator.planner import default_demand_builder
 
-    def crashing_for_bad(resource: Any, hardware: Any, current: Any) -> Any:
+    def crashing_for_bad(resource: Any, hardware: Any, current: Any, admission: Any) -> Any:
         if resource.metadata.name == "bad":
             raise IndexError("list index out of range")
-        return default_demand_builder(resource, hardware, current)
+        return default_demand_builder(resource, hardware, current, admission)
 
     fleet = Fleet([gpu_node("l4-1"), gpu_node("l4-2")], [llmservice("bad"), llmservice("good")])
     fleet.planner.demand_builder = crashing_for_bad
@@ -553,3 +553,25 @@ async def test_a_gpupool_of_an_unknown_gpu_type_says_it_is_left_out_and_why() ->
     writes = len(fleet.kube.calls)
     await fleet.run_pass(force=True)
     assert ("pool-status", "mystery") not in fleet.kube.calls[writes:]
+
+
+async def test_a_pool_reserved_for_another_team_waits_until_the_namespace_is_admitted() -> None:
+    fleet = Fleet([gpu_node("l4-1"), gpu_node("l4-2")], [llmservice()])
+    reserved = gpupool("l4-team-b", "L4")
+    reserved["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    reserved["spec"]["capacityType"] = "spot"
+    reserved["spec"]["namespaceSelector"] = {"matchLabels": {"team": "b"}}
+    fleet.indices[indexes.POOLS_INDEX] = {None: [indexes.pool_record(reserved)]}
+    fleet.indices[indexes.NAMESPACES_INDEX] = {None: [(NAMESPACE, {"team": "a"})]}
+    await fleet.run_pass(force=True)
+    feasible = fleet.condition("Feasible")
+    assert feasible["status"] == "False" and feasible["reason"] == "NoCapacity"
+    assert f"no GPUPool admits namespace {NAMESPACE}" in feasible["message"]
+    assert "l4-team-b: team=b" in feasible["message"]
+    assert not fleet.kube.deployments()
+
+    # The namespace joins team b: the next pass plans it onto the pool.
+    fleet.indices[indexes.NAMESPACES_INDEX] = {None: [(NAMESPACE, {"team": "b"})]}
+    await fleet.run_pass(force=True)
+    assert fleet.condition("Feasible")["status"] == "True"
+    assert fleet.kube.deployments()

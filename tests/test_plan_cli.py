@@ -172,3 +172,52 @@ def test_json_on_stdout_is_only_json_in_a_fresh_process() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "Optimal"
+
+
+def reserve_pools(tmp_path: Path, pools: set[str] | None, namespace: str) -> str:
+    """The example fleet with ``pools`` (None: all) admitting only ``namespace``, by name."""
+    import yaml
+
+    documents = list(yaml.safe_load_all(Path(FLEET).read_text()))
+    for document in documents:
+        reserved = pools is None or document["metadata"]["name"] in pools
+        if document and document.get("kind") == "GPUPool" and reserved:
+            document["spec"]["namespaceSelector"] = {
+                "matchLabels": {"kubernetes.io/metadata.name": namespace}
+            }
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(yaml.safe_dump_all(documents))
+    return str(fleet)
+
+
+def test_pools_reserved_for_another_namespace_are_not_planned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, free = plan_json(capsys, "-f", SERVICE, "--fleet", FLEET)
+    (plan,) = free["services"]  # type: ignore[misc]
+    used = {entry["pool"] for entry in plan["replicas"]}
+    code, reserved = plan_json(
+        capsys, "-f", SERVICE, "--fleet", reserve_pools(tmp_path, used, "team-x")
+    )
+    assert code == 0
+    (plan,) = reserved["services"]  # type: ignore[misc]
+    assert plan["replicas"] and not {entry["pool"] for entry in plan["replicas"]} & used
+    assert plan["costPerHour"] >= free["services"][0]["costPerHour"]  # type: ignore[index]
+
+    # The pools admit the service's own namespace: nothing changes.
+    namespace = free["services"][0]["namespace"]  # type: ignore[index]
+    _, own = plan_json(capsys, "-f", SERVICE, "--fleet", reserve_pools(tmp_path, used, namespace))
+    assert own["services"][0]["replicas"] == free["services"][0]["replicas"]  # type: ignore[index]
+
+
+def test_a_namespace_no_pool_admits_gets_no_capacity_with_the_selectors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, document = plan_json(
+        capsys, "-f", SERVICE, "--fleet", reserve_pools(tmp_path, None, "team-x")
+    )
+    assert code == 3
+    (plan,) = document["services"]  # type: ignore[misc]
+    assert plan["reasonCodes"] == ["NoCapacity"]
+    assert "no GPUPool admits namespace" in plan["reasons"][0]
+    assert "kubernetes.io/metadata.name=team-x" in plan["reasons"][0]

@@ -9,6 +9,7 @@ InputError naming the file and field, or recorded as a spec problem the solver r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,17 @@ from gpumix.catalog import (
 from gpumix.errors import InputError, UnknownNameError
 from gpumix.perf import LatencySLO, WeightFormat
 from gpumix.resources import GPUPool, LLMService
-from gpumix.solver import ConfigKey, CurrentPlan, PlanningInputs, Pool, RequestClass, ServiceDemand
+from gpumix.resources.selectors import LabelSelector, namespace_labels
+from gpumix.solver import (
+    ConfigKey,
+    CurrentPlan,
+    PlanningInputs,
+    Pool,
+    Rejection,
+    RejectionKind,
+    RequestClass,
+    ServiceDemand,
+)
 from gpumix.solver.candidates import (
     MeasuredThroughput,
     PoolHardware,
@@ -35,6 +46,43 @@ from gpumix.solver.candidates import (
     prune_dominated,
 )
 from gpumix.solver.model import Objective
+
+
+@dataclass(frozen=True)
+class NamespaceAdmission:
+    """Which namespaces each pool admits (GPUPool ``spec.namespaceSelector``).
+
+    ``namespace_labels`` holds the labels of the namespaces known (the operator watches them);
+    a namespace not in it is known by its name label alone, as offline.
+    """
+
+    selectors: Mapping[str, LabelSelector] = field(default_factory=dict)
+    namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def admits(self, pool: str, namespace: str) -> bool:
+        selector = self.selectors.get(pool)
+        if selector is None:
+            return True
+        return selector.matches(namespace_labels(namespace, self.namespace_labels.get(namespace)))
+
+    def refusal(self, namespace: str, pools: Sequence[str]) -> str:
+        shown = "; ".join(f"{pool}: {self.selectors[pool].describe()}" for pool in pools[:3])
+        more = f"; and {len(pools) - 3} more" if len(pools) > 3 else ""
+        return (
+            f"no GPUPool admits namespace {namespace}: their namespaceSelectors select "
+            f"{shown}{more}"
+        )
+
+    @classmethod
+    def of(cls, pools: Sequence[GPUPool]) -> NamespaceAdmission:
+        return cls(
+            selectors={
+                pool.metadata.name: pool.spec.namespace_selector
+                for pool in pools
+                if pool.spec.namespace_selector is not None
+            }
+        )
+
 
 PROFILE_FIELDS = (
     "model",
@@ -198,6 +246,7 @@ def service_demand(
     profiles: Sequence[MeasuredThroughput] = (),
     current_plan: CurrentPlan | None = None,
     source: str | None = None,
+    admission: NamespaceAdmission | None = None,
 ) -> ServiceDemand:
     spec = service.spec
     where = f"{source}: LLMService {service.metadata.name}" if source else None
@@ -224,16 +273,29 @@ def service_demand(
                 field=f"spec.placement.gpuTypes[{index}]",
             )
     capacity_types = {capacity_type.value for capacity_type in placement.capacity_types}
-    allowed = [
+    namespace = service.metadata.namespace or "default"
+    admitted = [
         hardware
         for hardware in pools
+        if admission is None or admission.admits(hardware.pool.name, namespace)
+    ]
+    allowed = [
+        hardware
+        for hardware in admitted
         if (not placement.gpu_types or hardware.gpu.name in placement.gpu_types)
         and hardware.pool.capacity_type in capacity_types
     ]
-    namespace = service.metadata.namespace or "default"
     classes = request_classes(service)
     spec_problems: list[str] = []
-    if not allowed:
+    not_admitted: tuple[Rejection, ...] = ()
+    if pools and not admitted and admission is not None:
+        # Not the spec's fault: the platform team's pools are reserved for other namespaces.
+        refused = [hardware.pool.name for hardware in pools]
+        not_admitted = (
+            Rejection("", 0, "", None, RejectionKind.NOT_ADMITTED,
+                      admission.refusal(namespace, refused)),
+        )  # fmt: skip
+    elif not allowed:
         types = ", ".join(placement.gpu_types) or "any"
         spec_problems.append(
             f"no GPUPool matches placement (gpuTypes: {types}; capacityTypes: "
@@ -268,7 +330,7 @@ def service_demand(
         min_replicas=placement.min_replicas,
         max_replicas=placement.max_replicas,
         min_on_demand_replicas=placement.min_on_demand_replicas,
-        rejections=found.rejections,
+        rejections=found.rejections + not_admitted,
         spec_problems=tuple(spec_problems),
     )
 
@@ -279,6 +341,7 @@ def planning_inputs(
     *,
     profiles: Sequence[MeasuredThroughput] = (),
     current_plan: CurrentPlan | None = None,
+    admission: NamespaceAdmission | None = None,
 ) -> PlanningInputs:
     """Services (each with the file it came from, for error messages) on the given pools."""
     seen: set[tuple[str, str]] = set()
@@ -292,7 +355,12 @@ def planning_inputs(
         seen.add(key)
         demands.append(
             service_demand(
-                service, pools, profiles=profiles, current_plan=current_plan, source=source
+                service,
+                pools,
+                profiles=profiles,
+                current_plan=current_plan,
+                source=source,
+                admission=admission,
             )
         )
     names = [hardware.pool.name for hardware in pools]
@@ -309,6 +377,7 @@ def planning_inputs(
 __all__ = [
     "GPUType",
     "MeasuredThroughput",
+    "NamespaceAdmission",
     "PoolHardware",
     "load_profiles",
     "planning_inputs",

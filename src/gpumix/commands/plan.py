@@ -51,7 +51,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so `gpumix --help` does not pay for PuLP and the catalogues.
-    from gpumix.planning import load_profiles, planning_inputs, pool_hardware
+    from gpumix.planning import NamespaceAdmission, load_profiles, planning_inputs, pool_hardware
     from gpumix.resources import GPUPool, LLMService, load_manifests
     from gpumix.solver import Backend, Objective, SolveOptions, solve
 
@@ -64,11 +64,10 @@ def run(args: argparse.Namespace) -> int:
                 services.append((resource, path))
     if not services:
         raise InputError("no LLMService manifest found", source=", ".join(args.services))
-    pools = [
-        pool_hardware(resource, source=args.fleet)
-        for resource in load_manifests(args.fleet)
-        if isinstance(resource, GPUPool)
+    gpupools = [
+        resource for resource in load_manifests(args.fleet) if isinstance(resource, GPUPool)
     ]
+    pools = [pool_hardware(resource, source=args.fleet) for resource in gpupools]
     if not pools:
         raise InputError("no GPUPool manifest found", source=args.fleet)
     objective = Objective(args.objective) if args.objective else None
@@ -81,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
                     field="spec.budget.maxCostPerHour",
                 )
     profiles = load_profiles(args.profiles) if args.profiles else ()
-    inputs = planning_inputs(services, pools, profiles=profiles)
+    # Offline a namespace is known by its name alone (kubernetes.io/metadata.name).
+    admission = NamespaceAdmission.of(gpupools)
+    inputs = planning_inputs(services, pools, profiles=profiles, admission=admission)
     result = solve(
         inputs,
         SolveOptions(

@@ -25,6 +25,8 @@ NODES_INDEX = "gpumix_nodes"
 PODS_INDEX = "gpumix_gpu_pods"
 SERVICES_INDEX = "gpumix_llmservices"
 POOLS_INDEX = "gpumix_gpupools"
+# Namespace labels, for GPUPool namespaceSelectors: (name, labels).
+NAMESPACES_INDEX = "gpumix_namespaces"
 # The objects gpumix creates for each LLMService, by kind, keyed by (namespace, the
 # gpumix.io/service label): a planning pass reads them here instead of listing six kinds per
 # service (7000 LISTs a pass at 1000 services).
@@ -36,7 +38,14 @@ CHILDREN_INDEXES = {
     "PodDisruptionBudget": "gpumix_child_poddisruptionbudgets",
     "Service": "gpumix_child_services",
 }
-INDEX_NAMES = (NODES_INDEX, PODS_INDEX, SERVICES_INDEX, POOLS_INDEX, *CHILDREN_INDEXES.values())
+INDEX_NAMES = (
+    NODES_INDEX,
+    PODS_INDEX,
+    SERVICES_INDEX,
+    POOLS_INDEX,
+    NAMESPACES_INDEX,
+    *CHILDREN_INDEXES.values(),
+)
 OWNED = {LABEL_MANAGED_BY: MANAGED_BY}
 
 T = TypeVar("T")
@@ -177,6 +186,14 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.index(GROUP, "v1alpha1", "gpupools", id=POOLS_INDEX, registry=registry)
     def index_gpupools(body: kopf.Body, **_: Any) -> dict[None, PoolRecord]:
         return {None: pool_record(body)}
+
+    # Label changes take effect at the next planning pass (no wake-up: every namespace event
+    # of a large cluster would cost a pass).
+    @kopf.index("", "v1", "namespaces", id=NAMESPACES_INDEX, registry=registry)
+    def index_namespaces(
+        name: str, labels: Mapping[str, str], **_: Any
+    ) -> dict[None, tuple[str, dict[str, str]]]:
+        return {None: (name, dict(labels))}
 
     # One decorator per kind, spelled out: the chart's RBAC test reads the watched resources
     # from these lines.

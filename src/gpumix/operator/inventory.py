@@ -40,6 +40,7 @@ from gpumix.catalog.gpus import (
 from gpumix.errors import InputError
 from gpumix.operator.manifests import GPU_TOLERATION, LABEL_DEPLOYMENT
 from gpumix.resources import GPUPool
+from gpumix.resources.selectors import LabelSelector
 from gpumix.solver import Pool
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -280,6 +281,8 @@ class PoolDefinition:
     # capacity-type label must keep its pods off the labelled (e.g. spot) nodes of the same GPU
     # type, which its node selector alone also matches.
     excluded_label_keys: tuple[str, ...] = ()
+    # The namespaces whose services may use the pool (GPUPool spec.namespaceSelector); None: all.
+    namespace_selector: LabelSelector | None = None
 
     @property
     def pod_tolerations(self) -> tuple[Mapping[str, Any], ...]:
@@ -493,6 +496,7 @@ def pool_definition(
             toleration.model_dump(by_alias=True, exclude_none=True)
             for toleration in spec.tolerations
         ),
+        namespace_selector=spec.namespace_selector,
     )
 
 

@@ -27,7 +27,7 @@ from gpumix.operator.kube import Kube, KubeError
 from gpumix.operator.metrics import OperatorMetrics, ServiceSample
 from gpumix.operator.router_manifests import build_router_objects, router_name, router_selector
 from gpumix.operator.settings import OperatorConfig
-from gpumix.planning import service_demand
+from gpumix.planning import NamespaceAdmission, service_demand
 from gpumix.resources import GPUPool, LLMService, LLMServiceStatus, PlanEntryStatus
 from gpumix.resources.gpupool import GPUPoolStatus
 from gpumix.resources.llmservice import BaselineStatus
@@ -48,7 +48,9 @@ from gpumix.solver.candidates import PoolHardware
 
 logger = logging.getLogger(__name__)
 
-DemandBuilder = Callable[[LLMService, Sequence[PoolHardware], CurrentPlan], ServiceDemand]
+DemandBuilder = Callable[
+    [LLMService, Sequence[PoolHardware], CurrentPlan, NamespaceAdmission], ServiceDemand
+]
 Solver = Callable[[PlanningInputs, SolveOptions], PlanResult]
 
 # After an unexpected failure of a whole pass, wait this long before the next one.
@@ -61,9 +63,12 @@ RECONCILE_CONCURRENCY = 8  # services reconciled at once (below the API client's
 
 
 def default_demand_builder(
-    service: LLMService, pools: Sequence[PoolHardware], current_plan: CurrentPlan
+    service: LLMService,
+    pools: Sequence[PoolHardware],
+    current_plan: CurrentPlan,
+    admission: NamespaceAdmission,
 ) -> ServiceDemand:
-    return service_demand(service, pools, current_plan=current_plan)
+    return service_demand(service, pools, current_plan=current_plan, admission=admission)
 
 
 def utc_now() -> str:
@@ -93,6 +98,18 @@ class Snapshot:
     pool_records: tuple[indexes.PoolRecord, ...]
     pools: tuple[inventory.PoolInventory, ...]
     pods: tuple[inventory.PodRecord, ...] = ()
+    namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @property
+    def admission(self) -> NamespaceAdmission:
+        return NamespaceAdmission(
+            selectors={
+                pool.name: pool.definition.namespace_selector
+                for pool in self.pools
+                if pool.definition.namespace_selector is not None
+            },
+            namespace_labels=self.namespace_labels,
+        )
 
     @property
     def pool_facts(self) -> dict[str, events.PoolFacts]:
@@ -335,6 +352,7 @@ class FleetPlanner:
             pool_records=tuple(sorted(pool_records, key=lambda r: r.name)),
             pools=inventory.build_inventory(gpupools, nodes, pods, self.config.inventory),
             pods=tuple(pods),
+            namespace_labels=dict(indexes.values(self.indices.get(indexes.NAMESPACES_INDEX))),
         )
 
     async def cluster_gpu_pods(self) -> list[inventory.PodRecord]:
@@ -415,6 +433,7 @@ class FleetPlanner:
             found for pool in snapshot.pools if (found := hardware_for(pool, gpupools)) is not None
         ]
         current_plan = current_plan_from_status(snapshot.services)
+        admission = snapshot.admission
         facts = snapshot.pool_facts
         demands: list[ServiceDemand] = []
         invalid: dict[ServiceKey, Outcome] = {}
@@ -423,7 +442,7 @@ class FleetPlanner:
             problem = record.problem
             if record.resource is not None:
                 try:
-                    demand = self.demand_builder(record.resource, hardware, current_plan)
+                    demand = self.demand_builder(record.resource, hardware, current_plan, admission)
                     blocks = self.active_blocks(key, snapshot)
                     demands.append(stalls.without_blocked(demand, blocks))
                     continue

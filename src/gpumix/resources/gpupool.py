@@ -8,6 +8,7 @@ from pydantic import Field
 
 from gpumix.resources.llmservice import CapacityType
 from gpumix.resources.meta import Condition, ObjectMeta
+from gpumix.resources.selectors import LabelSelector
 from gpumix.resources.types import CamelModel, DecimalString
 
 
@@ -69,7 +70,14 @@ class GPUPoolSpec(CamelModel):
         description="GPUs per node; read from the nodes when absent.",
     )
     tolerations: list[Toleration] = Field(
-        default_factory=list, description="Added to pods placed on this pool."
+        default_factory=list,
+        description="Added to the pods gpumix places on this pool (only in the namespaces "
+        "namespaceSelector admits).",
+    )
+    namespace_selector: LabelSelector | None = Field(
+        default=None,
+        description="The namespaces whose LLMServices may be planned onto this pool; absent = "
+        "all. Select by name with the kubernetes.io/metadata.name label.",
     )
     gpu: CustomGPUSpec | None = Field(default=None, description="Custom GPU types only.")
 

@@ -46,6 +46,9 @@ def precheck(service: ServiceDemand) -> tuple[Reason, ...]:
     reasons = [Reason(ReasonCode.INVALID_SPEC, problem) for problem in service.spec_problems]
     if reasons:
         return tuple(reasons)
+    refusals = [r.detail for r in service.rejections if r.kind is RejectionKind.NOT_ADMITTED]
+    if refusals and not service.candidates:  # one reason for the service, not one per class
+        return (Reason(ReasonCode.NO_CAPACITY, refusals[0]),)
     for request_class in service.classes:
         if request_class.demand_rps <= 0:
             continue

@@ -108,6 +108,7 @@ class RejectionKind(StrEnum):
     NOT_PROFILED = "not-profiled"  # measured profiles exist for the GPU type, not for this one
     UNSUPPORTED = "unsupported"  # e.g. fp8 on a GPU without fp8 support
     UNSCHEDULABLE = "unschedulable"  # the operator saw this pool's new replicas not come up
+    NOT_ADMITTED = "not-admitted"  # no pool's namespaceSelector admits the service's namespace
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -182,3 +183,41 @@ class OperatorProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class ReadyPodSampler:
+    """Counts the service's Ready vLLM pods every half second in a thread (``count`` narrows
+    which ones); API errors (the server is down) are counted apart, since nobody can see a
+    pod then."""
+
+    def __init__(
+        self,
+        kubectl: Kubectl,
+        namespace: str,
+        service: str,
+        count: Callable[[Kubectl, str, str], int] | None = None,
+    ):
+        self.kubectl, self.namespace, self.service = kubectl, namespace, service
+        self.count = count or (lambda k, ns, name: sum(ready_pods_by_gpu(k, ns, name).values()))
+        self.samples: list[tuple[float, int]] = []
+        self.unreachable = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ReadyPodSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=70)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(0.5):
+            try:
+                ready = self.count(self.kubectl, self.namespace, self.service)
+            except (AssertionError, ValueError):  # kubectl failed: the API server is down
+                self.unreachable += 1
+                continue
+            self.samples.append((time.monotonic() - started, ready))

@@ -24,6 +24,7 @@ from support import (
     REPO,
     Kubectl,
     OperatorProcess,
+    ReadyPodSampler,
     condition,
     gpu_types_planned,
     is_ready,
@@ -543,3 +544,51 @@ def test_pods_the_api_refuses_are_explained_in_status(
     kubectl.run("delete", "llmsvc", "quota", "-n", namespace)
     assert ready["status"] == "False" and ready["reason"] == "ReplicasNotReady"
     assert "its pods cannot be created" in ready["message"] and "no-gpus" in ready["message"]
+
+
+def test_a_pool_reserved_for_other_namespaces_is_vacated_without_an_outage(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    """A platform team reserves the pools a service runs on for another namespace
+    (GPUPool spec.namespaceSelector): the service moves to pools that admit it, make-before-
+    break, and none of its pods stays on (or tolerates its way onto) the reserved pools."""
+    kubectl.apply(llmservice("tenant", namespace))
+    service = wait_for("tenant Ready", lambda: is_ready(kubectl, namespace, "tenant"))
+    reserved = sorted({entry["pool"] for entry in service["status"]["plan"]})
+    selectors = {pool: kubectl.json("gpupool", pool)["spec"]["nodeSelector"] for pool in reserved}
+    only_research = {"matchLabels": {"kubernetes.io/metadata.name": "research"}}
+    serving = sum(entry["replicas"] for entry in service["status"]["plan"])
+    sampler = ReadyPodSampler(kubectl, namespace, "tenant")
+    try:
+        sampler.__enter__()
+        for pool in reserved:
+            kubectl.run(
+                "patch", "gpupool", pool, "--type=merge",
+                "-p", json.dumps({"spec": {"namespaceSelector": only_research}}),
+            )  # fmt: skip
+
+        def moved() -> dict[str, Any] | None:
+            ready = is_ready(kubectl, namespace, "tenant")
+            plan = ready["status"]["plan"] if ready else []
+            pods = kubectl.json("pods", "-n", namespace, "-l", vllm_selector("tenant"))["items"]
+            placed = [pod["spec"].get("nodeSelector") or {} for pod in pods]
+            on_reserved = [s for s in placed if s in selectors.values()]
+            vacated = plan and not {e["pool"] for e in plan} & set(reserved) and not on_reserved
+            return ready if vacated and len(pods) == sum(e["replicas"] for e in plan) else None
+
+        after = wait_for("tenant off the reserved pools", moved)
+    finally:
+        sampler.__exit__()
+        for pool in reserved:
+            kubectl.run(
+                "patch", "gpupool", pool, "--type=json",
+                "-p", '[{"op": "remove", "path": "/spec/namespaceSelector"}]', check=False,
+            )  # fmt: skip
+        kubectl.run("delete", "llmsvc", "tenant", "-n", namespace)
+    fewest = min(ready for _, ready in sampler.samples)
+    print(
+        f"\nreserved {reserved}; now on {sorted({e['pool'] for e in after['status']['plan']})}; "
+        f"fewest Ready pods {fewest} of {serving} over {len(sampler.samples)} samples"
+    )
+    assert condition(after, "Ready")["status"] == "True"
+    assert fewest >= serving, "the move took Ready capacity away before replacing it"

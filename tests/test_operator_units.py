@@ -157,6 +157,29 @@ def test_causes_spec_change_price_and_new_pool() -> None:
     )
 
 
+def test_a_newcomer_sharing_the_pools_is_named_as_the_cause() -> None:
+    # A running service moved because team-b's new service took its GPUs: say so, not
+    # "periodic re-plan".
+    pools = {"a": events.PoolFacts(1, 1, 8, 1.0)}
+    cause = events.change_cause(
+        old_generation=3,
+        new_generation=3,
+        old_pools=pools,
+        new_pools=pools,
+        old_peers=frozenset({"team-a/rag", "team-c/old"}),
+        new_peers=frozenset({"team-a/rag", "team-b/newcomer"}),
+    )
+    assert cause == (
+        "services sharing the pools planned: team-b/newcomer; "
+        "services sharing the pools removed: team-c/old"
+    )
+    unchanged = events.change_cause(
+        old_generation=3, new_generation=3, old_pools=pools, new_pools=pools,
+        old_peers=frozenset({"team-a/rag"}), new_peers=frozenset({"team-a/rag"}),
+    )  # fmt: skip
+    assert unchanged == "periodic re-plan"
+
+
 def test_tensor_parallel_and_format_appear_only_when_not_default() -> None:
     text = events.EntrySummary("H100-80GB", "spot", "h", 2, "fp8", 1).text()
     assert text == "H100-80GB/spot tp2 fp8 ×1"

@@ -108,9 +108,11 @@ def change_cause(
     new_generation: int | None,
     old_pools: Mapping[str, PoolFacts] | None,
     new_pools: Mapping[str, PoolFacts],
-    other_services_changed: bool = False,
+    old_peers: frozenset[str] | None = None,
+    new_peers: frozenset[str] = frozenset(),
 ) -> str:
-    """Why the plan of one service changed, from what changed in its inputs."""
+    """Why the plan of one service changed, from what changed in its inputs. ``*_peers`` are
+    the other services planned jointly with it (namespace/name), at its last plan and now."""
     causes: list[str] = []
     if old_generation is None:
         causes.append("first plan")
@@ -118,8 +120,18 @@ def change_cause(
         causes.append(f"spec changed (generation {old_generation} → {new_generation})")
     if old_pools is not None:
         causes.extend(pool_changes(old_pools, new_pools))
-    if other_services_changed:
-        causes.append("other services sharing the pools changed")
+    if old_peers is not None:
+        causes.extend(_peer_changes(old_peers, new_peers))
     if not causes:
         causes.append("periodic re-plan" if old_pools is not None else "operator restarted")
     return "; ".join(causes)
+
+
+def _peer_changes(old: frozenset[str], new: frozenset[str], shown: int = 3) -> list[str]:
+    """A newcomer (or a leaver) sharing the pools can move a service: say who."""
+    changes = []
+    for verb, names in (("planned", sorted(new - old)), ("removed", sorted(old - new))):
+        if names:
+            more = f" and {len(names) - shown} more" if len(names) > shown else ""
+            changes.append(f"services sharing the pools {verb}: {', '.join(names[:shown])}{more}")
+    return changes

@@ -241,6 +241,8 @@ class PlannerState:
     facts_at_last_plan: dict[ServiceKey, Mapping[str, events.PoolFacts]] = field(
         default_factory=dict
     )
+    # ... and the services planned with it (namespace/name): a newcomer can move it.
+    peers_at_last_plan: dict[ServiceKey, frozenset[str]] = field(default_factory=dict)
     # The last status written per service: the watch may not have delivered it yet when the
     # next pass runs, and a stale status must not cause a second write or a second event.
     written: dict[ServiceKey, dict[str, Any]] = field(default_factory=dict)
@@ -410,6 +412,8 @@ class FleetPlanner:
             self.state.statuses,
             self.state.apply_failures,
             self.state.blocked,
+            self.state.facts_at_last_plan,
+            self.state.peers_at_last_plan,
         )
         for memory in memories:
             for key in set(memory) - live:
@@ -615,6 +619,7 @@ class FleetPlanner:
         new_status = status.build_status(view, previous, now)
         document = status.status_document(new_status)
 
+        peers = frozenset(str(other) for other in self.state.outcomes if other != key)
         # Events first: whoever sees the new status can also find the event that explains it.
         if plan_changed:
             old_cost = (
@@ -627,6 +632,8 @@ class FleetPlanner:
                 new_generation=record.generation,
                 old_pools=self.state.facts_at_last_plan.get(key),
                 new_pools=outcome.pool_facts,
+                old_peers=self.state.peers_at_last_plan.get(key),
+                new_peers=peers,
             )
             message = events.plan_change_message(
                 old_summary, new_summary, old_cost, float(cost or 0), cause
@@ -634,6 +641,7 @@ class FleetPlanner:
             self._post(record, events.PLAN_CHANGED, message, "Normal")
         if outcome.plan is not None:
             self.state.facts_at_last_plan[key] = outcome.pool_facts
+            self.state.peers_at_last_plan[key] = peers
         was_feasible = _condition_status(previous, status.FEASIBLE)
         if outcome.plan is None and was_feasible != "False":
             message = "; ".join(outcome.messages) or "no feasible plan"

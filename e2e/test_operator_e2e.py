@@ -362,14 +362,33 @@ def test_operator_restart_writes_nothing(
     wait_for("steady Ready", lambda: is_ready(kubectl, namespace, "steady"))
     time.sleep(5)  # let the last status patches land
 
+    def writes(deployment: dict[str, Any]) -> str:
+        # A Deployment's resourceVersion also moves when its controller updates the status
+        # (a pod turning Ready again after an earlier fault test); a write of its object is a
+        # managedFields entry outside the status subresource, or a new generation.
+        entries = sorted(
+            f"{e.get('manager')}:{e.get('operation')}:{e.get('time')}"
+            for e in deployment["metadata"].get("managedFields") or []
+            if e.get("subresource") != "status"
+        )
+        return f"generation {deployment['metadata']['generation']}; {entries}"
+
     def versions() -> dict[str, str]:
         objects = [kubectl.json("llmsvc", "steady", "-n", namespace)]
-        objects += managed_deployments(kubectl, namespace, "steady")
         objects += kubectl.json("services", "-n", namespace)["items"]
-        return {
+        found = {
             f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
             for o in objects
         }
+        listing = kubectl.json(
+            "deployments", "-n", namespace, "-l", vllm_selector("steady"), "--show-managed-fields"
+        )
+        assert listing["items"] and all(
+            d["metadata"].get("managedFields") for d in listing["items"]
+        )
+        for deployment in listing["items"]:
+            found[f"Deployment/{deployment['metadata']['name']}"] = writes(deployment)
+        return found
 
     def planning_passes() -> int:
         return operator.log_path.read_text(errors="replace").count("] planned ")

@@ -135,6 +135,9 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.metrics_port = free_port()
+        # kopf reads port 0 as "no port given" and binds 80, which two runs on one machine
+        # would share; a probed free port keeps every operator's health endpoint its own.
+        self.liveness_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -147,7 +150,7 @@ class OperatorProcess:
                     "gpumix.cli",
                     "operator",
                     "--liveness",
-                    "http://127.0.0.1:0/healthz",
+                    f"http://127.0.0.1:{self.liveness_port}/healthz",
                     "--planner-interval",
                     "20",
                     "--migration-timeout",

@@ -27,6 +27,10 @@ def placement(spec: Spec, **fields: Any) -> None:
     spec.setdefault("placement", {}).update(fields)
 
 
+def serving(spec: Spec, **fields: Any) -> None:
+    spec.setdefault("serving", {}).update(fields)
+
+
 HOSTILE: dict[str, Callable[[Spec], None]] = {
     "huge-demand": lambda s: workload(s, requestsPerSecond="1000000000"),
     "prompt-longer-than-max-model-len": lambda s: first_class(s, inputTokens=100_000),
@@ -38,6 +42,19 @@ HOSTILE: dict[str, Callable[[Spec], None]] = {
     "max-model-len-of-ten-million": lambda s: s["model"].update(maxModelLen=10_000_000),
     "zero-shares": lambda s: [c.update(share=0) for c in s["workload"]["classes"]],
     "no-output-tokens": lambda s: first_class(s, outputTokens=0),
+    "owned-tensor-parallel-size-in-extra-args": lambda s: serving(
+        s, extraArgs=["--enable-prefix-caching", "--tensor-parallel-size", "8"]
+    ),
+    "cuda-visible-devices-in-env": lambda s: serving(
+        s, env=[{"name": "CUDA_VISIBLE_DEVICES", "value": "0,1,2,3,4,5,6,7"}]
+    ),
+}
+# What the answer must name, where a generic reason would not tell the user what to change.
+MUST_NAME = {
+    "owned-tensor-parallel-size-in-extra-args": (
+        "spec.serving.extraArgs[1]: --tensor-parallel-size is set by gpumix from the plan"
+    ),
+    "cuda-visible-devices-in-env": "CUDA_VISIBLE_DEVICES is set by the GPU device plugin",
 }
 REASONS = {"InvalidSpec", "SLOUnreachable", "BudgetTooSmall", "NoCapacity", "NoSolutionFound"}
 
@@ -71,7 +88,9 @@ def test_a_hostile_spec_is_refused_or_answered_and_reaches_no_one_else(
 
     spec = llmservice("x", namespace)["spec"]
     HOSTILE[case](spec)
-    print(f"\n{case}: {refused_or_answered(kubectl, namespace, 'hostile', spec)}")
+    outcome = refused_or_answered(kubectl, namespace, "hostile", spec)
+    print(f"\n{case}: {outcome}")
+    assert MUST_NAME.get(case, "") in outcome, outcome
 
     after = wait_for("good still Ready", lambda: is_ready(kubectl, namespace, "good"))
     assert after["status"]["plan"] == good_plan, "a hostile spec moved another service's plan"

@@ -210,8 +210,9 @@ def test_deployment_runs_the_planned_configuration() -> None:
 def test_tp1_has_no_shared_memory_volume_and_tolerates_the_pool() -> None:
     deployment = build_deployment(make_service(), L4_SPOT_ENTRY, L4_SPOT)
     pod = deployment["spec"]["template"]["spec"]
-    assert "volumes" not in pod
-    assert "volumeMounts" not in pod["containers"][0]
+    # one process per replica: no NCCL shared memory, only the writable HOME
+    assert [volume["name"] for volume in pod["volumes"]] == ["home"]
+    assert [mount["mountPath"] for mount in pod["containers"][0]["volumeMounts"]] == ["/home/vllm"]
     assert pod["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
         {"key": "karpenter.sh/spot", "operator": "Exists", "effect": "NoSchedule"},

@@ -366,6 +366,30 @@ async def test_invalid_spec_is_reported_and_does_not_block_others(
     assert not any(name.startswith("bad") for name in vllm_deployments(cluster))
 
 
+async def test_an_owned_vllm_argument_is_an_invalid_spec_naming_field_and_argument(
+    cluster: kmock.KubernetesEmulator,
+) -> None:
+    cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
+    cluster.objects[LLMSERVICES, NAMESPACE, "bad"] = llmservice(
+        "bad",
+        serving={"extraArgs": ["--enable-prefix-caching", "--tensor-parallel-size", "8"]},
+    )
+    cluster.objects[LLMSERVICES, NAMESPACE, "chat"] = llmservice()
+
+    with runner():
+        await eventually(lambda: when(lambda s: bool(s.get("plan")))(cluster))
+        invalid = await eventually(
+            lambda: when(lambda s: cond(s, "Feasible").get("status") == "False", "bad")(cluster)
+        )
+    feasible = cond(invalid, "Feasible")
+    assert feasible["reason"] == "InvalidSpec"
+    assert (
+        "spec.serving.extraArgs[1]: --tensor-parallel-size is set by gpumix from the plan"
+        in feasible["message"]
+    )
+    assert not any(name.startswith("bad") for name in vllm_deployments(cluster))
+
+
 async def test_infeasible_from_the_start_creates_nothing(cluster: kmock.KubernetesEmulator) -> None:
     cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a")
     cluster.objects[LLMSERVICES, NAMESPACE, "chat"] = llmservice(

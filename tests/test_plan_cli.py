@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gpumix.cli import main
 
@@ -101,6 +102,18 @@ def test_invalid_field_exits_2_with_one_line_naming_file_and_field(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "bad.yaml" in err and "spec.workload.headroomPercent" in err
+
+
+def test_an_owned_environment_variable_exits_2_naming_file_field_and_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = yaml.safe_load(Path(SERVICE).read_text())
+    document["spec"]["serving"] = {"env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]}
+    service = tmp_path / "gpus.yaml"
+    service.write_text(yaml.safe_dump(document))
+    assert main(["plan", "-f", str(service), "--fleet", FLEET]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "gpus.yaml" in line and "spec.serving.env[0]: NVIDIA_VISIBLE_DEVICES" in line
 
 
 def test_pool_without_availability_is_invalid_input(

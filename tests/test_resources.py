@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from gpumix.resources import GPUPool, LLMService, load_manifests
 from gpumix.resources.crd import all_crds, render, structural_schema
 from gpumix.resources.llmservice import LLMServiceSpec
 from gpumix.resources.loader import parse_resource
+from gpumix.resources.owned import OWNED_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,3 +171,141 @@ def test_a_cluster_object_error_names_the_object_without_an_empty_file_prefix() 
         parse_resource(document)
     message = raised.value.one_line()
     assert message.startswith("LLMService s: spec.workload.requestsPerSecond: "), message
+
+
+def service_with_serving(serving: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "gpumix.io/v1alpha1",
+        "kind": "LLMService",
+        "metadata": {"name": "s", "namespace": "n"},
+        "spec": {
+            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"},
+            "workload": {"requestsPerSecond": "1"},
+            "serving": serving,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("serving", "field", "fragment"),
+    [
+        (
+            {"extraArgs": ["--enable-prefix-caching", "--tensor-parallel-size", "8"]},
+            "spec.serving.extraArgs[1]",
+            "--tensor-parallel-size is set by gpumix from the plan",
+        ),
+        ({"extraArgs": ["--port=9000"]}, "spec.serving.extraArgs[0]", "--port is set by gpumix"),
+        (
+            {"extraArgs": ["--tensor_parallel_size=2"]},
+            "spec.serving.extraArgs[0]",
+            "(that is, --tensor-parallel-size)",
+        ),
+        (
+            {"extraArgs": ["--max-model", "4096"]},
+            "spec.serving.extraArgs[0]",
+            "(that is, --max-model-len)",
+        ),
+        ({"extraArgs": ["-tp", "2"]}, "spec.serving.extraArgs[0]", "--tensor-parallel-size"),
+        ({"extraArgs": ["-qawq"]}, "spec.serving.extraArgs[0]", "--quantization"),
+        ({"extraArgs": ["--host", "127.0.0.1"]}, "spec.serving.extraArgs[0]", "--host"),
+        ({"extraArgs": ["--model", "x"]}, "spec.serving.extraArgs[0]", "--model"),
+        ({"extraArgs": ["--served-model-name=x"]}, "spec.serving.extraArgs[0]", "served"),
+        ({"extraArgs": ["--dtype", "float32"]}, "spec.serving.extraArgs[0]", "--dtype"),
+        ({"extraArgs": ["-pp", "2"]}, "spec.serving.extraArgs[0]", "GPUs per replica"),
+        (
+            {
+                "env": [
+                    {"name": "A", "value": "1"},
+                    {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
+                ]
+            },
+            "spec.serving.env[1]",
+            "NVIDIA_VISIBLE_DEVICES is set by the GPU device plugin",
+        ),
+        (
+            {"env": [{"name": "CUDA_VISIBLE_DEVICES", "value": "0,1"}]},
+            "spec.serving.env[0]",
+            "CUDA_VISIBLE_DEVICES",
+        ),
+        ({"env": [{"name": "HF_HOME", "value": "/x"}]}, "spec.serving.env[0]", "modelCache"),
+        (
+            {
+                "env": [
+                    {
+                        "name": "HF_TOKEN",
+                        "value": "hf_plain",
+                        "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}},
+                    }
+                ]
+            },
+            "spec.serving.env[0]",
+            "value or valueFrom, not both",
+        ),
+        (
+            {"env": [{"name": "HF_TOKEN", "valueFrom": {}}]},
+            "spec.serving.env[0].valueFrom",
+            "exactly one of secretKeyRef or configMapKeyRef",
+        ),
+        (
+            {
+                "env": [
+                    {"name": "T", "valueFrom": {"secretKeyRef": {"name": "Bad_Name", "key": "k"}}}
+                ]
+            },
+            "spec.serving.env[0].valueFrom.secretKeyRef.name",
+            "pattern",
+        ),
+        ({"modelCache": {}}, "spec.serving.modelCache", "exactly one of persistentVolumeClaim"),
+        (
+            {"modelCache": {"emptyDir": {"sizeLimit": "lots"}}},
+            "spec.serving.modelCache.emptyDir.sizeLimit",
+            "pattern",
+        ),
+    ],
+)
+def test_serving_settings_that_gpumix_owns_or_that_cannot_work_are_refused(
+    serving: dict[str, Any], field: str, fragment: str
+) -> None:
+    with pytest.raises(InputError) as raised:
+        parse_resource(service_with_serving(serving))
+    message = raised.value.one_line()
+    assert message.startswith(f"LLMService s: {field}: "), message
+    assert fragment in message
+
+
+def test_serving_settings_gpumix_does_not_own_are_accepted() -> None:
+    service = parse_resource(
+        service_with_serving(
+            {
+                # flags that merely start like an owned one are not abbreviations of it
+                "extraArgs": ["--model-impl", "vllm", "--max-num-seqs=64", "-O3", "--"],
+                "env": [
+                    {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "t"}}},
+                    {"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"},
+                    {"name": "EMPTY"},
+                ],
+                "modelCache": {"persistentVolumeClaim": {"claimName": "llama-weights"}},
+            }
+        )
+    )
+    assert isinstance(service, LLMService)
+    serving = service.spec.serving
+    assert serving.env[0].value_from is not None
+    assert serving.env[0].value_from.secret_key_ref is not None
+    assert serving.model_cache is not None and serving.model_cache.persistent_volume_claim
+
+
+def test_the_crd_refuses_owned_environment_and_half_set_sources() -> None:
+    """The rules the API server applies at `kubectl apply` (CEL) name the same variables the
+    models refuse; the e2e suite applies them on a real API server."""
+    serving = all_crds()["llmservices.gpumix.io.yaml"]["spec"]["versions"][0]["schema"][
+        "openAPIV3Schema"
+    ]["properties"]["spec"]["properties"]["serving"]
+    env_rules = serving["properties"]["env"]["items"]["x-kubernetes-validations"]
+    owned_rule = next(rule for rule in env_rules if "self.name in" in rule["rule"])
+    for name in OWNED_ENV:
+        assert f"'{name}'" in owned_rule["rule"]
+    # no default for value: one next to a valueFrom would break the rule for every secret
+    assert "default" not in serving["properties"]["env"]["items"]["properties"]["value"]
+    assert serving["properties"]["extraArgs"]["maxItems"] > 0  # bounds CEL cost
+    assert "x-kubernetes-validations" in serving["properties"]["modelCache"]

@@ -20,7 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gpumix.operator.pod_security import container_security_context, pod_security_context
 from gpumix.resources import LLMService
+from gpumix.resources.llmservice import EnvVar, ModelCacheSpec
+from gpumix.resources.owned import HF_HOME_ENV, HOME_ENV, USER_ENV
 from gpumix.solver.model import PlanEntry
 
 SPEC_HASH_ANNOTATION = "gpumix.io/spec-hash"
@@ -77,6 +80,23 @@ MEMORY_REQUEST_GIB_PER_GPU = 8
 # default /dev/shm; 2 GiB is what vLLM's Kubernetes guide uses. Memory-backed, so it counts
 # towards the pod's memory.
 SHM_SIZE_LIMIT = "2Gi"
+SHM_VOLUME = "dshm"
+
+# The pods run as a numeric user the vLLM image does not know (operator.pod_security), and
+# vLLM writes below HOME: compile caches (~/.cache/vllm, ~/.triton), usage stats
+# (~/.config/vllm) and, by default, the weights (HF_HOME). The image's HOME is /root, which
+# that user cannot write, so HOME is a per-pod emptyDir. No size limit: a limit below what the
+# caches and weights need gets the pod evicted mid-download, after minutes of work; without one
+# it is what the container's writable layer was when vLLM ran as root. USER is set because
+# PyTorch names its inductor cache after getpass.getuser(), which fails for a user id without
+# a passwd entry and USER unset.
+HOME_VOLUME = "home"
+HOME_PATH = "/home/vllm"
+USER_NAME = "vllm"
+DEFAULT_HF_HOME = f"{HOME_PATH}/.cache/huggingface"
+# spec.serving.modelCache, when set: HF_HOME on its own volume at a fixed path.
+MODEL_CACHE_VOLUME = "model-cache"
+MODEL_CACHE_PATH = "/model-cache"
 
 # vLLM flags per weight format.
 #   bf16: the checkpoint as published, computed in bfloat16.
@@ -339,7 +359,7 @@ def _container(service: LLMService, entry: PlanEntry) -> dict[str, Any]:
         "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
         "args": vllm_args(service, entry),
         "ports": [{"name": PORT_NAME, "containerPort": serving.port, "protocol": "TCP"}],
-        "env": [{"name": env.name, "value": env.value} for env in serving.env],
+        "env": [*_owned_env(serving.model_cache), *(_env_var(env) for env in serving.env)],
         "resources": {
             "requests": {
                 "cpu": str(CPU_REQUEST_PER_GPU * gpus),
@@ -358,9 +378,60 @@ def _container(service: LLMService, entry: PlanEntry) -> dict[str, Any]:
         # costs another full model load.
         "livenessProbe": _http_probe(20, 6, timeout=10),
     }
-    if gpus > 1:
-        container["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    container["volumeMounts"] = _volume_mounts(serving.model_cache, gpus)
+    # restricted Pod Security; not a read-only root: vLLM, PyTorch and Triton write to /tmp
+    container["securityContext"] = container_security_context(read_only_root=False)
     return container
+
+
+def _owned_env(model_cache: ModelCacheSpec | None) -> list[dict[str, Any]]:
+    hf_home = MODEL_CACHE_PATH if model_cache is not None else DEFAULT_HF_HOME
+    return [
+        {"name": HOME_ENV, "value": HOME_PATH},
+        {"name": USER_ENV, "value": USER_NAME},
+        {"name": HF_HOME_ENV, "value": hf_home},
+    ]
+
+
+def _env_var(env: EnvVar) -> dict[str, Any]:
+    """One user variable as the API server stores it: an empty value and unset fields are left
+    out (the server drops them, and a field it drops would read as a hand edit: drift)."""
+    built: dict[str, Any] = {"name": env.name}
+    if env.value_from is not None:
+        built["valueFrom"] = env.value_from.model_dump(by_alias=True, exclude_none=True)
+    elif env.value:
+        built["value"] = env.value
+    return built
+
+
+def _volume_mounts(model_cache: ModelCacheSpec | None, gpus: int) -> list[dict[str, Any]]:
+    mounts = [{"name": HOME_VOLUME, "mountPath": HOME_PATH}]
+    if model_cache is not None:
+        mounts.append({"name": MODEL_CACHE_VOLUME, "mountPath": MODEL_CACHE_PATH})
+    if gpus > 1:
+        mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
+    return mounts
+
+
+def _volumes(model_cache: ModelCacheSpec | None, gpus: int) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [{"name": HOME_VOLUME, "emptyDir": {}}]
+    if model_cache is not None:
+        volumes.append({"name": MODEL_CACHE_VOLUME, **_model_cache_source(model_cache)})
+    if gpus > 1:
+        volumes.append(
+            {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}}
+        )
+    return volumes
+
+
+def _model_cache_source(model_cache: ModelCacheSpec) -> dict[str, Any]:
+    if model_cache.persistent_volume_claim is not None:
+        return {
+            "persistentVolumeClaim": {"claimName": model_cache.persistent_volume_claim.claim_name}
+        }
+    empty_dir = model_cache.empty_dir
+    size_limit = empty_dir.size_limit if empty_dir is not None else None
+    return {"emptyDir": {"sizeLimit": size_limit} if size_limit else {}}
 
 
 def _tolerations(placement: PoolPlacement) -> list[dict[str, Any]]:
@@ -399,7 +470,9 @@ def build_deployment(
     name = deployment_name(service.metadata.name, entry)
     labels = _entry_labels(service, entry, placement)
     port = service.spec.serving.port
+    model_cache = service.spec.serving.model_cache
     pod_spec: dict[str, Any] = {
+        "securityContext": pod_security_context(with_volumes=True),
         "containers": [_container(service, entry)],
         "nodeSelector": dict(sorted(placement.node_selector.items())),
         "tolerations": _tolerations(placement),
@@ -412,10 +485,7 @@ def build_deployment(
     affinity = _node_affinity(placement)
     if affinity is not None:
         pod_spec["affinity"] = affinity
-    if entry.tensor_parallel > 1:
-        pod_spec["volumes"] = [
-            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}}
-        ]
+    pod_spec["volumes"] = _volumes(model_cache, entry.tensor_parallel)
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

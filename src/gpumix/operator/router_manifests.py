@@ -28,6 +28,7 @@ from gpumix.operator.manifests import (
     dns_label,
     label_value,
 )
+from gpumix.operator.pod_security import container_security_context, pod_security_context
 from gpumix.resources import LLMService
 
 ROUTER_APP_NAME = "gpumix-router"
@@ -41,7 +42,6 @@ DEFAULT_ROUTER_REPLICAS = 2
 CPU_REQUEST = "100m"
 MEMORY_REQUEST = "128Mi"
 MEMORY_LIMIT = "512Mi"
-NON_ROOT_UID = 65532
 
 
 @dataclass(frozen=True)
@@ -156,21 +156,13 @@ def build_router_deployment(service: LLMService, options: RouterOptions) -> dict
             "requests": {"cpu": CPU_REQUEST, "memory": MEMORY_REQUEST},
             "limits": {"memory": MEMORY_LIMIT},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        # the router writes nothing: a read-only root filesystem on top of `restricted`
+        "securityContext": container_security_context(read_only_root=True),
     }
     pod_spec = {
         "serviceAccountName": name,
         "containers": [container],
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": NON_ROOT_UID,
-            "runAsGroup": NON_ROOT_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(with_volumes=False),
         "enableServiceLinks": False,
         # in-flight streams finish before the router exits (it drains on SIGTERM)
         "terminationGracePeriodSeconds": 30,

@@ -21,10 +21,14 @@ from pydantic import BaseModel
 
 from gpumix.resources.gpupool import GPUPoolSpec, GPUPoolStatus
 from gpumix.resources.llmservice import (
+    ENV_VALUE_OR_VALUE_FROM,
     MAX_THROUGHPUT_NEEDS_BUDGET,
+    MODEL_CACHE_ONE_VOLUME,
+    VALUE_FROM_ONE_SOURCE,
     LLMServiceSpec,
     LLMServiceStatus,
 )
+from gpumix.resources.owned import OWNED_ENV
 
 GROUP = "gpumix.io"
 VERSION = "v1alpha1"
@@ -163,6 +167,7 @@ def llmservice_crd() -> dict[str, Any]:
             "message": "minOnDemandReplicas must not exceed maxReplicas",
         },
     ]
+    _add_serving_rules(spec_schema["properties"]["serving"])
     return _crd(
         kind="LLMService",
         plural="llmservices",
@@ -185,6 +190,46 @@ def llmservice_crd() -> dict[str, Any]:
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],
     )
+
+
+def _cel_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def _add_serving_rules(serving: dict[str, Any]) -> None:
+    """The rules of spec.serving that are simple in CEL, so `kubectl apply` refuses at once.
+
+    Owned extraArgs are left to the models (the operator answers Feasible=False, InvalidSpec):
+    how vLLM's argparse reads abbreviations and attached values is not a simple CEL rule, and a
+    partial copy would be a second, weaker definition.
+    """
+    env_item = serving["properties"]["env"]["items"]
+    names = sorted(OWNED_ENV)
+    owned = "[" + ", ".join(_cel_string(name) for name in names) + "]"
+    reasons = "{" + ", ".join(f"{_cel_string(n)}: {_cel_string(OWNED_ENV[n])}" for n in names) + "}"
+    env_item["x-kubernetes-validations"] = [
+        {"rule": "!has(self.value) || !has(self.valueFrom)", "message": ENV_VALUE_OR_VALUE_FROM},
+        {
+            "rule": f"!(self.name in {owned})",
+            # the same words as the models': the reason looked up by name
+            "messageExpression": f"self.name + ' ' + {reasons}[self.name]",
+            "fieldPath": ".name",
+        },
+    ]
+    value_from = env_item["properties"]["valueFrom"]
+    value_from["x-kubernetes-validations"] = [
+        {
+            "rule": "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+            "message": VALUE_FROM_ONE_SOURCE,
+        }
+    ]
+    serving["properties"]["modelCache"]["x-kubernetes-validations"] = [
+        {
+            "rule": "has(self.persistentVolumeClaim) != has(self.emptyDir)",
+            "message": MODEL_CACHE_ONE_VOLUME,
+        }
+    ]
 
 
 def gpupool_crd() -> dict[str, Any]:

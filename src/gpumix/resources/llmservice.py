@@ -11,9 +11,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from gpumix.resources.meta import Condition, ObjectMeta
+from gpumix.resources.owned import owned_argument_problem, owned_env_problem
 from gpumix.resources.types import CamelModel, DecimalString
 
 
@@ -164,20 +165,145 @@ class PlacementSpec(CamelModel):
         return self
 
 
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+CONFIG_KEY = r"^[-._a-zA-Z0-9]+$"
+# Sizes as Kubernetes quantities, without exponents or milli-units (nobody means 1.5m bytes).
+SIZE_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+# Bounds that keep the CRD's CEL rules within the API server's cost budget.
+MAX_EXTRA_ARGS = 256
+MAX_ENV = 256
+MAX_ARG_LENGTH = 4096
+
+ENV_VALUE_OR_VALUE_FROM = "set value or valueFrom, not both"
+VALUE_FROM_ONE_SOURCE = "set exactly one of secretKeyRef or configMapKeyRef"
+MODEL_CACHE_ONE_VOLUME = "set exactly one of persistentVolumeClaim or emptyDir"
+
+
+class KeySelector(CamelModel):
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="Object name."
+    )
+    key: str = Field(
+        min_length=1, max_length=253, pattern=CONFIG_KEY, description="Key within the object."
+    )
+    optional: bool | None = Field(
+        default=None,
+        description="Start the pod even when the object or key is missing (default false).",
+    )
+
+
+class EnvVarSource(CamelModel):
+    secret_key_ref: KeySelector | None = Field(
+        default=None, description="A key of a Secret in the LLMService's namespace."
+    )
+    config_map_key_ref: KeySelector | None = Field(
+        default=None, description="A key of a ConfigMap in the LLMService's namespace."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVarSource:
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise ValueError(VALUE_FROM_ONE_SOURCE)
+        return self
+
+
 class EnvVar(CamelModel):
-    name: str = Field(min_length=1, description="Environment variable name.")
-    value: str = Field(default="", description="Environment variable value.")
+    name: str = Field(min_length=1, max_length=1024, description="Environment variable name.")
+    # No default: the API server would fill it in next to a valueFrom.
+    value: str | None = Field(
+        default=None, description="Literal value (absent with valueFrom: empty)."
+    )
+    value_from: EnvVarSource | None = Field(
+        default=None,
+        description="Read the value from a Secret or ConfigMap key (e.g. HF_TOKEN), so it "
+        "need not sit in the LLMService in plain text.",
+    )
+
+    @model_validator(mode="after")
+    def _value_or_value_from(self) -> EnvVar:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(ENV_VALUE_OR_VALUE_FROM)
+        return self
+
+
+def _not_owned_argument(argument: str) -> str:
+    problem = owned_argument_problem(argument)
+    if problem is not None:
+        raise ValueError(problem)
+    return argument
+
+
+def _not_owned_env(env: EnvVar) -> EnvVar:
+    problem = owned_env_problem(env.name)
+    if problem is not None:
+        raise ValueError(problem)
+    return env
+
+
+# Validated one item at a time, so an error names the index: spec.serving.extraArgs[1].
+ExtraArgument = Annotated[
+    str, Field(max_length=MAX_ARG_LENGTH), AfterValidator(_not_owned_argument)
+]
+UserEnvVar = Annotated[EnvVar, AfterValidator(_not_owned_env)]
+
+
+class PersistentVolumeClaimCache(CamelModel):
+    claim_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="A PersistentVolumeClaim in the LLMService's namespace. Every replica of "
+        "every configuration mounts it: use ReadWriteMany unless all replicas share a node.",
+    )
+
+
+class EmptyDirCache(CamelModel):
+    size_limit: str | None = Field(
+        default=None,
+        pattern=SIZE_QUANTITY,
+        description="Most the cache may hold on the node's disk (e.g. 100Gi); the pod is "
+        "evicted beyond it, so leave room for the weights. Unset: no limit.",
+    )
+
+
+class ModelCacheSpec(CamelModel):
+    persistent_volume_claim: PersistentVolumeClaimCache | None = Field(
+        default=None, description="Keep the weights across restarts and replicas."
+    )
+    empty_dir: EmptyDirCache | None = Field(
+        default=None, description="A per-pod cache on the node's disk, with a size limit."
+    )
+
+    @model_validator(mode="after")
+    def _one_volume(self) -> ModelCacheSpec:
+        if (self.persistent_volume_claim is None) == (self.empty_dir is None):
+            raise ValueError(MODEL_CACHE_ONE_VOLUME)
+        return self
 
 
 class ServingSpec(CamelModel):
     image: str = Field(default="vllm/vllm-openai:v0.11.0", min_length=1, description="vLLM image.")
-    extra_args: list[str] = Field(
-        default_factory=list, description="Extra arguments appended to the vLLM command line."
+    extra_args: list[ExtraArgument] = Field(
+        default_factory=list,
+        max_length=MAX_EXTRA_ARGS,
+        description="Extra arguments appended to the vLLM command line. Flags gpumix sets "
+        "(--model, --served-model-name, --tensor-parallel-size/-tp, --pipeline-parallel-size, "
+        "--data-parallel-size, --max-model-len, --quantization/-q, --dtype, --port, --host) "
+        "are refused.",
     )
-    env: list[EnvVar] = Field(
-        default_factory=list, description="Extra environment variables for the vLLM container."
+    env: list[UserEnvVar] = Field(
+        default_factory=list,
+        max_length=MAX_ENV,
+        description="Extra environment variables for the vLLM container. NVIDIA_VISIBLE_DEVICES, "
+        "CUDA_VISIBLE_DEVICES, HOME, HF_HOME and USER are set by gpumix and refused.",
     )
     port: int = Field(default=8000, ge=1, le=65535, description="OpenAI-compatible HTTP port.")
+    model_cache: ModelCacheSpec | None = Field(
+        default=None,
+        description="Where vLLM keeps downloaded weights (HF_HOME): a PersistentVolumeClaim "
+        "or an emptyDir. Unset: a per-pod emptyDir without a size limit, so every new pod "
+        "downloads the weights again.",
+    )
 
 
 class RoutingMode(StrEnum):

@@ -70,7 +70,7 @@ def test_a_tight_tpot_target_is_missed_with_the_measured_figure() -> None:
 
 def test_stricter_slo_gives_less_capacity() -> None:
     loose = predict(LLAMA_8B, config("A10G"), CHAT, RELAXED, 8192)
-    strict = predict(LLAMA_8B, config("A10G"), CHAT, LatencySLO(1.0, 0.05), 8192)
+    strict = predict(LLAMA_8B, config("A10G"), CHAT, LatencySLO(1.0, 0.038), 8192)
     assert 0 < strict.max_requests_per_second < loose.max_requests_per_second
     assert strict.batch < loose.batch
 

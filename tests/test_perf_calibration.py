@@ -30,3 +30,27 @@ def test_docs_show_the_current_calibration_table() -> None:
     assert markdown_table() in doc.read_text(encoding="utf-8"), (
         "docs/perf-model.md is stale: run python -m gpumix.perf.calibration and paste the table"
     )
+
+
+def test_h200_points_are_within_the_limits() -> None:
+    """Over every H200 point the RMS error is at most 5 %, and no decode step is off by more
+    than 10 %: the decode steps at batch 256 were 26 % too fast under the single roofline."""
+    from gpumix.perf import h200
+
+    points = h200.points()
+    assert len(points) == 45  # every row of the data file
+    assert h200.rms_error(points) <= h200.RMS_ERROR_LIMIT
+    decode = [point for point in points if point.kind == "decode"]
+    assert len(decode) == 12
+    assert all(abs(point.error) <= h200.DECODE_ERROR_LIMIT for point in decode)
+
+
+def test_docs_show_the_current_h200_table() -> None:
+    from pathlib import Path
+
+    from gpumix.perf import h200
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "perf-model.md"
+    assert h200.markdown_table(h200.points()) in doc.read_text(encoding="utf-8"), (
+        "docs/perf-model.md is stale: run make calibrate and paste the H200 table"
+    )

@@ -12,6 +12,8 @@ from gpumix.perf import (
     prefill_seconds,
 )
 from gpumix.perf.serving import ReplicaModel
+from gpumix.perf.timing import StepWork, step_seconds
+from gpumix.sim.timing import PromptChunk, StepTiming
 from sim_support import (
     MODEL,
     config,
@@ -31,7 +33,10 @@ async def test_decode_at_batch_b_takes_perf_s_decode_step_at_b(gpu: str, batch: 
     built, clock = engine(serving)
     sequences = await replay(built, clock, [0.0] * batch, prompt=512, output=64)
     # one step prefilled all prompts (batch x 512 <= 8192 tokens), so every request saw it
-    expected_ttft = batch * prefill_seconds(MODEL, serving, 512)
+    prompts = StepWork(
+        prefill_tokens=batch * 512, prefill_pairs=batch * 512 * 512 / 2, prompts_sampled=batch
+    )
+    expected_ttft = step_seconds(MODEL, serving, prompts)
     assert all(ttft(s) == pytest.approx(expected_ttft) for s in sequences)
     # then every step decoded the whole batch: the mean TPOT is perf's step at that batch
     mean_step = ReplicaModel(MODEL, serving, RequestShape(512, 64)).decode_step(batch)
@@ -79,8 +84,12 @@ async def test_a_long_prompt_is_prefilled_in_chunks_of_the_token_budget() -> Non
         await built.step()
         steps += 1
     assert steps == 4  # 2048 + 2048 + 2048 + 1856
-    chunks = 3 * prefill_seconds(MODEL, serving, 2048) + prefill_seconds(MODEL, serving, 1856)
-    assert ttft(sequence) == pytest.approx(chunks)
+    chunks = [PromptChunk(2048, 0, False), PromptChunk(2048, 2048, False)]
+    chunks += [PromptChunk(2048, 4096, False), PromptChunk(1856, 6144, True)]
+    timing = StepTiming(MODEL, serving)
+    assert ttft(sequence) == pytest.approx(sum(timing.step_seconds(0, 0.0, [c]) for c in chunks))
+    # later chunks attend to the chunks before them, so they take longer
+    assert timing.step_seconds(0, 0.0, [chunks[2]]) > timing.step_seconds(0, 0.0, [chunks[0]])
 
 
 async def test_kv_cache_bounds_the_batch_and_is_reported() -> None:
@@ -129,11 +138,14 @@ async def test_a_replica_meets_its_slo_below_planned_capacity_and_misses_it_past
     assert ttft_heavy > slo.ttft_seconds
 
 
-def test_step_time_is_decode_plus_prefill_chunks_times_the_slowdown() -> None:
-    from gpumix.sim.timing import StepTiming
-
+def test_a_step_of_decodes_and_a_prompt_reads_the_weights_once_times_the_slowdown() -> None:
     serving = config("L40S")
     timing = StepTiming(MODEL, serving, slowdown_factor=2.0)
-    expected = decode_step_seconds(MODEL, serving, 8, 600.0) + prefill_seconds(MODEL, serving, 300)
-    assert timing.step_seconds(8, 600.0, [300]) == pytest.approx(2 * expected)
+    mixed = StepWork(decode_sequences=8, decode_context=600.0, prefill_tokens=300,
+                     prefill_pairs=300 * 150, prompts_sampled=1)  # fmt: skip
+    assert timing.step_seconds(8, 600.0, [PromptChunk(300)]) == pytest.approx(
+        2 * step_seconds(MODEL, serving, mixed)
+    )
+    apart = decode_step_seconds(MODEL, serving, 8, 600.0) + prefill_seconds(MODEL, serving, 300)
+    assert timing.step_seconds(8, 600.0, [PromptChunk(300)]) < 2 * apart
     assert timing.step_seconds(0, 0.0, []) == 0.0

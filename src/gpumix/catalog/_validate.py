@@ -47,6 +47,13 @@ def optional_positive_number(entry: Mapping[str, Any], key: str, where: str) -> 
     return positive_number(entry, key, where)
 
 
+def optional_bool(entry: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = entry.get(key, default)
+    if not isinstance(value, bool):
+        raise InputError(f"must be true or false, got {value!r}", field=f"{where}.{key}")
+    return value
+
+
 def positive_int(entry: Mapping[str, Any], key: str, where: str) -> int:
     value = entry.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

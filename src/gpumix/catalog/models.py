@@ -18,6 +18,7 @@ from gpumix.catalog._validate import (
     entry_mapping,
     load_package_yaml,
     non_empty_string,
+    optional_bool,
     optional_positive_number,
     positive_int,
     positive_number,
@@ -38,6 +39,7 @@ ARCHITECTURE_FIELDS: Mapping[str, str] = MappingProxyType(
         "intermediateSize": "intermediate_size",
         "vocabSize": "vocab_size",
         "activeParametersBillions": "active_parameters_billions",
+        "tiedEmbeddings": "tied_embeddings",
     }
 )
 
@@ -54,6 +56,9 @@ class ModelArchitecture:
     intermediate_size: int
     vocab_size: int
     active_parameters_billions: float | None = None
+    # config.json's tie_word_embeddings: the output projection (lm_head) is the input
+    # embedding matrix, stored and streamed once
+    tied_embeddings: bool = False
 
     @property
     def is_mixture_of_experts(self) -> bool:
@@ -87,6 +92,7 @@ def architecture_from_spec(
             active_parameters_billions=optional_positive_number(
                 entry, "activeParametersBillions", field
             ),
+            tied_embeddings=optional_bool(entry, "tiedEmbeddings", field, default=False),
         )
         _check_consistent(model, field)
     except InputError as error:
@@ -100,6 +106,14 @@ def _check_consistent(model: ModelArchitecture, field: str) -> None:
             f"attentionHeads ({model.attention_heads}) must be a multiple of kvHeads "
             f"({model.kv_heads})",
             field=f"{field}.kvHeads",
+        )
+    embeddings = model.vocab_size * model.hidden_size * (1 if model.tied_embeddings else 2)
+    if model.parameters_billions * 1e9 <= embeddings:
+        raise InputError(
+            f"parametersBillions ({model.parameters_billions}) must exceed the embeddings "
+            f"alone ({embeddings / 1e9:.3f} billion for vocabSize x hiddenSize"
+            f"{'' if model.tied_embeddings else ' x 2, untied'})",
+            field=f"{field}.parametersBillions",
         )
     active = model.active_parameters_billions
     if active is not None and active > model.parameters_billions:

@@ -1,7 +1,7 @@
 """Published vLLM measurements and what the model predicts for them.
 
-Run ``python -m gpumix.perf.calibration`` to print the Markdown table kept in
-docs/perf-model.md. Every entry names its source; lengths a source does not state are
+Run ``python -m gpumix.perf.calibration`` (``make calibrate``) to print the Markdown tables
+kept in docs/perf-model.md: these points, then the H200 points of :mod:`gpumix.perf.h200`. Every entry names its source; lengths a source does not state are
 marked as assumed in ``note``. The tests hold every prediction within
 :data:`CALIBRATION_TOLERANCE` of the published value.
 """
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gpumix.catalog import get_gpu, get_model
-from gpumix.perf.serving import ReplicaModel
-from gpumix.perf.values import RequestShape, ServingConfig, WeightFormat
+from gpumix.perf import h200
+from gpumix.perf.timing import StepWork, step_seconds
+from gpumix.perf.values import ServingConfig, WeightFormat
 
 # Single-run blog measurements on different vLLM versions (0.6 to 0.23; vLLM 0.6 alone
 # doubled throughput per Lambda's report) with partly unstated prompt lengths: a model within
@@ -76,28 +77,37 @@ MEASUREMENTS: tuple[Measurement, ...] = (
 def predicted(measurement: Measurement) -> float:
     """The model's figure for the measured setting.
 
-    With C requests in flight in a closed loop, each request shares its lifetime with the
-    prefills of the C - 1 others: TPOT = t_step(C) + (C - 1) * t_prefill / O and output
-    tokens/s = C * O / (t_prefill + O * t_step(C) + (C - 1) * t_prefill). When all requests
-    arrive together (the A40 run) their prefills happen before decoding starts, and the
-    prefills are left out.
+    A closed loop keeps C requests in flight: when one finishes, the next starts, so under
+    chunked prefill each step carries (C - 1) / O of the others' prompts, I tokens each, next
+    to C decodes: TPOT = s(C). A request's own prompt runs in one step with C - 1 decodes,
+    so output tokens/s = C * O / (s_prompt + O * s(C)). When all requests arrive together
+    (the A40 run) their prompts run before decoding starts and the steps carry none.
     """
-    replica = ReplicaModel(
-        get_model(measurement.model),
-        ServingConfig(
-            get_gpu(measurement.gpu), measurement.tensor_parallel, measurement.weight_format
-        ),
-        RequestShape(measurement.input_tokens, measurement.output_tokens),
+    model = get_model(measurement.model)
+    config = ServingConfig(
+        get_gpu(measurement.gpu), measurement.tensor_parallel, measurement.weight_format
     )
     concurrency = measurement.concurrency
-    output = measurement.output_tokens
-    step = replica.decode_step(concurrency)
-    others_prefill = (concurrency - 1) * replica.prefill_seconds
-    if not measurement.prefills_interleaved:
-        others_prefill = 0.0
+    prompt, output = measurement.input_tokens, measurement.output_tokens
+    prompts_per_step = (concurrency - 1) / output if measurement.prefills_interleaved else 0.0
+    decode = StepWork(
+        decode_sequences=concurrency,
+        decode_context=prompt + output / 2,
+        prefill_tokens=prompts_per_step * prompt,
+        prefill_pairs=prompts_per_step * prompt * prompt / 2,
+        prompts_sampled=prompts_per_step,
+    )
+    step = step_seconds(model, config, decode)
     if measurement.metric is Metric.TPOT_MS:
-        return (step + others_prefill / output) * 1000
-    lifetime = replica.prefill_seconds + output * step + others_prefill
+        return step * 1000
+    own_prompt = StepWork(
+        decode_sequences=concurrency - 1,
+        decode_context=prompt + output / 2,
+        prefill_tokens=prompt,
+        prefill_pairs=prompt * prompt / 2,
+        prompts_sampled=1,
+    )
+    lifetime = step_seconds(model, config, own_prompt) + output * step
     return concurrency * output / lifetime
 
 
@@ -121,10 +131,26 @@ def markdown_table(measurements: Sequence[Measurement] = MEASUREMENTS) -> str:
 
 
 def main() -> int:
+    print("## Published vLLM measurements\n")
     print(markdown_table())
     worst = max(abs(relative_error(m)) for m in MEASUREMENTS)
     print(f"\nlargest error {worst * 100:.1f} % (tolerance {CALIBRATION_TOLERANCE * 100:.0f} %)")
-    return 0 if worst <= CALIBRATION_TOLERANCE else 1
+    print("\n## H200 measurements (GPU-side times, no vLLM)\n")
+    points = h200.points()
+    print(h200.markdown_table(points))
+    rms = h200.rms_error(points)
+    worst_decode = max(abs(point.error) for point in points if point.kind == "decode")
+    print(
+        f"\nRMS error {rms * 100:.1f} % over {len(points)} points (limit "
+        f"{h200.RMS_ERROR_LIMIT * 100:.0f} %); largest decode-step error "
+        f"{worst_decode * 100:.1f} % (limit {h200.DECODE_ERROR_LIMIT * 100:.0f} %)"
+    )
+    passed = (
+        worst <= CALIBRATION_TOLERANCE
+        and rms <= h200.RMS_ERROR_LIMIT
+        and worst_decode <= h200.DECODE_ERROR_LIMIT
+    )
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -6,19 +6,19 @@ import math
 
 from gpumix.catalog import ModelArchitecture
 from gpumix.perf.constants import (
-    BYTES_PER_PARAMETER,
     GIB,
     GPU_MEMORY_UTILIZATION,
     KV_CACHE_BYTES_PER_ELEMENT,
     RUNTIME_RESERVE_GIB,
 )
+from gpumix.perf.counts import weight_bytes
 from gpumix.perf.values import ServingConfig
 
 
 def weight_bytes_per_gpu(model: ModelArchitecture, config: ServingConfig) -> float:
-    """All weights (total parameters, also for MoE), split evenly by tensor parallelism."""
-    bytes_per_parameter = BYTES_PER_PARAMETER[config.weight_format]
-    return model.parameters_billions * 1e9 * bytes_per_parameter / config.tensor_parallel
+    """All weights (every expert for MoE; layers in the weight format, embeddings in 16
+    bits), split evenly by tensor parallelism."""
+    return weight_bytes(model, config.weight_format) / config.tensor_parallel
 
 
 def kv_heads_per_gpu(model: ModelArchitecture, tensor_parallel: int) -> int:

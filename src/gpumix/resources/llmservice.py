@@ -56,6 +56,11 @@ class ArchitectureSpec(CamelModel):
         gt=0,
         description="Mixture-of-experts only: parameters active per token, in billions.",
     )
+    tied_embeddings: bool = Field(
+        default=False,
+        description="config.json's tie_word_embeddings: the output projection is the input "
+        "embedding (read once per decode step instead of twice the vocabulary's weights).",
+    )
 
 
 class ModelSpec(CamelModel):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gpumix.sim.metrics import SimMetrics
-from gpumix.sim.timing import StepTiming
+from gpumix.sim.timing import PromptChunk, StepTiming
 
 BACK_TO_BACK_SECONDS = 0.005
 
@@ -169,7 +169,11 @@ class Engine:
             await self._wake.wait()
             return
         context = sum(s.prompt_tokens + s.generated for s in decodes) / max(1, len(decodes))
-        seconds = self.timing.step_seconds(len(decodes), context, list(chunks.values()))
+        prompt_chunks = [
+            PromptChunk(chunk, s.prefilled, s.prefilled + chunk >= s.prompt_tokens)
+            for s, chunk in chunks.items()
+        ]
+        seconds = self.timing.step_seconds(len(decodes), context, prompt_chunks)
         self.metrics.iteration_tokens.observe(len(decodes) + sum(chunks.values()))
         start = self.clock.now()
         if self._step_end is not None and start - self._step_end < BACK_TO_BACK_SECONDS:

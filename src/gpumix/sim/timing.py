@@ -1,12 +1,11 @@
 """How long one engine step takes on the simulated hardware: `gpumix.perf`, step by step.
 
 The simulator charges each step exactly what the planner's performance model charges a
-replica (``gpumix.perf.serving``): a decode step of the running batch at its mean context,
-``decode_step_seconds(B, context)``, plus ``prefill_seconds(chunk)`` for every prompt chunk
-scheduled in the same step. So a replica the planner sized for batch B decodes at the
-planner's TPOT(B), and one pushed past its capacity queues and misses its SLO the way the
-model (and, to the model's accuracy, vLLM) says it would. When ``gpumix.perf`` improves (per-
-phase rooflines, chunked-prefill mixing), the simulator follows without change here.
+replica: ``gpumix.perf.timing.step_seconds`` of the step's work, the decodes of the running
+batch at their mean context and the prompt chunks scheduled with them, in one step that reads
+the weights once (vLLM's chunked prefill). So a replica the planner sized for batch B decodes
+at the planner's TPOT(B), and one pushed past its capacity queues and misses its SLO the way
+the model (and, to the model's accuracy, vLLM) says it would.
 """
 
 from __future__ import annotations
@@ -16,8 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gpumix.catalog import ModelArchitecture
-from gpumix.perf import ServingConfig, decode_step_seconds, kv_capacity_tokens, prefill_seconds
+from gpumix.perf import ServingConfig, decode_step_seconds, kv_capacity_tokens
 from gpumix.perf.predict import configuration_problem
+from gpumix.perf.timing import StepWork, step_seconds
+
+
+@dataclass(frozen=True)
+class PromptChunk:
+    """`tokens` of a prompt after `done` of its tokens ran; `last`: the prompt ends here."""
+
+    tokens: int
+    done: int = 0
+    last: bool = True
 
 
 @dataclass(frozen=True)
@@ -31,15 +40,18 @@ class StepTiming:
             return 0.0
         return decode_step_seconds(self.model, self.config, batch, mean_context_tokens)
 
-    def prefill_seconds(self, chunk_tokens: int) -> float:
-        return _prefill_seconds(self.model, self.config, chunk_tokens)
-
     def step_seconds(
-        self, decode_batch: int, mean_context_tokens: float, prefill_chunks: Sequence[int]
+        self, decode_batch: int, mean_context_tokens: float, prefill_chunks: Sequence[PromptChunk]
     ) -> float:
-        seconds = self.decode_seconds(decode_batch, mean_context_tokens)
-        seconds += sum(self.prefill_seconds(chunk) for chunk in prefill_chunks)
-        return seconds * self.slowdown_factor
+        work = StepWork(
+            decode_sequences=decode_batch,
+            decode_context=mean_context_tokens,
+            prefill_tokens=sum(chunk.tokens for chunk in prefill_chunks),
+            # each chunk token attends to the prompt before it and half the chunk
+            prefill_pairs=sum(c.tokens * (c.done + c.tokens / 2) for c in prefill_chunks),
+            prompts_sampled=sum(1 for chunk in prefill_chunks if chunk.last),
+        )
+        return _step_seconds(self.model, self.config, work) * self.slowdown_factor
 
     def kv_capacity_tokens(self) -> int:
         return kv_capacity_tokens(self.model, self.config)
@@ -66,6 +78,7 @@ class StepTiming:
 
 
 @functools.lru_cache(maxsize=4096)
-def _prefill_seconds(model: ModelArchitecture, config: ServingConfig, tokens: int) -> float:
-    # prompts of one class have one length, so a small cache saves almost every call
-    return prefill_seconds(model, config, tokens)
+def _step_seconds(model: ModelArchitecture, config: ServingConfig, work: StepWork) -> float:
+    # a steady load repeats the same few steps (one batch size, one prompt length), so a small
+    # cache saves most calls
+    return step_seconds(model, config, work)

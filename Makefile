@@ -44,7 +44,7 @@ bench: install
 	$(PY) -m bench.router
 	$(PY) -m bench.operator
 
-## calibrate: performance model vs published vLLM measurements (docs/perf-model.md)
+## calibrate: performance model vs the H200 and published vLLM measurements (docs/perf-model.md)
 calibrate: install
 	$(PY) -m gpumix.perf.calibration
 

@@ -383,7 +383,7 @@ async def test_refused_apply_is_retried_at_once_for_a_new_spec() -> None:
     fleet.kube.apply_error = DENIED
     await fleet.run_pass(force=True)
     tried = applies(fleet.kube)
-    fleet.set_service(llmservice(generation=2, rps="3"))
+    fleet.set_service(llmservice(generation=2, rps="8"))
     await fleet.run_pass(seconds=0.5)
     assert applies(fleet.kube) > tried
     assert fleet.condition("Ready")["observedGeneration"] == 2

@@ -208,6 +208,11 @@ def service_with_serving(serving: dict[str, Any]) -> dict[str, Any]:
         ({"extraArgs": ["-tp", "2"]}, "spec.serving.extraArgs[0]", "--tensor-parallel-size"),
         ({"extraArgs": ["-qawq"]}, "spec.serving.extraArgs[0]", "--quantization"),
         ({"extraArgs": ["--host", "127.0.0.1"]}, "spec.serving.extraArgs[0]", "--host"),
+        (
+            {"extraArgs": ["--max-num-batched-tokens=2048"]},
+            "spec.serving.extraArgs[0]",
+            "the scheduler limit the planner's capacities assume",
+        ),
         ({"extraArgs": ["--model", "x"]}, "spec.serving.extraArgs[0]", "--model"),
         ({"extraArgs": ["--served-model-name=x"]}, "spec.serving.extraArgs[0]", "served"),
         ({"extraArgs": ["--dtype", "float32"]}, "spec.serving.extraArgs[0]", "--dtype"),
@@ -278,7 +283,7 @@ def test_serving_settings_gpumix_does_not_own_are_accepted() -> None:
         service_with_serving(
             {
                 # flags that merely start like an owned one are not abbreviations of it
-                "extraArgs": ["--model-impl", "vllm", "--max-num-seqs=64", "-O3", "--"],
+                "extraArgs": ["--model-impl", "vllm", "--max-logprobs=5", "-O3", "--"],
                 "env": [
                     {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "t"}}},
                     {"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"},

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpumix.operator.pod_security import container_security_context, pod_security_context
+from gpumix.perf.constants import MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS
 from gpumix.resources import LLMService
 from gpumix.resources.llmservice import EnvVar, ModelCacheSpec
 from gpumix.resources.owned import HF_HOME_ENV, HOME_ENV, USER_ENV
@@ -331,6 +332,12 @@ def vllm_args(service: LLMService, entry: PlanEntry) -> list[str]:
         str(entry.tensor_parallel),
         "--max-model-len",
         str(model.max_model_len),
+        # the scheduler limits the planner priced (gpumix.perf.constants), not vLLM's
+        # defaults, which change with its version and the GPU
+        "--max-num-seqs",
+        str(MAX_NUM_SEQS),
+        "--max-num-batched-tokens",
+        str(MAX_NUM_BATCHED_TOKENS),
         *WEIGHT_FORMAT_ARGS[entry.weight_format],
         "--port",
         str(serving.port),

@@ -1,9 +1,10 @@
 """Published vLLM measurements and what the model predicts for them.
 
 Run ``python -m gpumix.perf.calibration`` (``make calibrate``) to print the Markdown tables
-kept in docs/perf-model.md: these points, then the H200 points of :mod:`gpumix.perf.h200`. Every entry names its source; lengths a source does not state are
-marked as assumed in ``note``. The tests hold every prediction within
-:data:`CALIBRATION_TOLERANCE` of the published value.
+kept in docs/perf-model.md: these points, then the H200 points of :mod:`gpumix.perf.h200`.
+Every entry names its source; lengths a source does not state are marked as assumed in
+``note``. The tests hold every prediction within :data:`CALIBRATION_TOLERANCE` of the
+published value.
 """
 
 from __future__ import annotations

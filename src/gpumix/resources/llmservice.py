@@ -293,7 +293,8 @@ class ServingSpec(CamelModel):
         max_length=MAX_EXTRA_ARGS,
         description="Extra arguments appended to the vLLM command line. Flags gpumix sets "
         "(--model, --served-model-name, --tensor-parallel-size/-tp, --pipeline-parallel-size, "
-        "--data-parallel-size, --max-model-len, --quantization/-q, --dtype, --port, --host) "
+        "--data-parallel-size, --max-model-len, --max-num-seqs, --max-num-batched-tokens, "
+        "--quantization/-q, --dtype, --port, --host) "
         "are refused.",
     )
     env: list[UserEnvVar] = Field(

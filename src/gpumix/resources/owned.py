@@ -22,6 +22,7 @@ _FROM_THE_PLAN = "is set by gpumix from the plan"
 _GPUS_FROM_THE_PLAN = "would change the GPUs per replica, which gpumix sets from the plan"
 _FROM_THE_SERVICE = "is set by gpumix from spec.serving.port and the Service"
 _FROM_THE_MODEL = "is set by gpumix from spec.model"
+_PRICED = "is set by gpumix to the scheduler limit the planner's capacities assume"
 _NAMES_FOR_THE_ROUTER = "is set by gpumix (the router and metrics rely on the served names)"
 
 # Long flag -> why gpumix owns it. Every flag `operator.manifests.vllm_args` emits is here (a
@@ -34,6 +35,8 @@ OWNED_FLAGS: Mapping[str, str] = {
     "--pipeline-parallel-size": _GPUS_FROM_THE_PLAN,
     "--data-parallel-size": _GPUS_FROM_THE_PLAN,
     "--max-model-len": "is set by gpumix from spec.model.maxModelLen",
+    "--max-num-seqs": _PRICED,
+    "--max-num-batched-tokens": _PRICED,
     "--quantization": _FROM_THE_PLAN,
     "--dtype": _FROM_THE_PLAN,
     "--port": _FROM_THE_SERVICE,

@@ -16,8 +16,8 @@ from enum import StrEnum
 
 from gpumix.catalog import get_gpu, get_model
 from gpumix.perf import h200
-from gpumix.perf.timing import StepWork, step_seconds
-from gpumix.perf.values import ServingConfig, WeightFormat
+from gpumix.perf.serving import ReplicaModel
+from gpumix.perf.values import RequestShape, ServingConfig, WeightFormat
 
 # Single-run blog measurements on different vLLM versions (0.6 to 0.23; vLLM 0.6 alone
 # doubled throughput per Lambda's report) with partly unstated prompt lengths: a model within
@@ -78,38 +78,28 @@ MEASUREMENTS: tuple[Measurement, ...] = (
 def predicted(measurement: Measurement) -> float:
     """The model's figure for the measured setting.
 
-    A closed loop keeps C requests in flight: when one finishes, the next starts, so under
-    chunked prefill each step carries (C - 1) / O of the others' prompts, I tokens each, next
-    to C decodes: TPOT = s(C). A request's own prompt runs in one step with C - 1 decodes,
-    so output tokens/s = C * O / (s_prompt + O * s(C)). When all requests arrive together
-    (the A40 run) their prompts run before decoding starts and the steps carry none.
+    A closed loop keeps C requests in flight: when one finishes, the next starts, so (C - 1)/O
+    of the others' prompts land per step (chunked prefill): TPOT is the mean step of C decodes
+    carrying that many prompts (``ReplicaModel.mean_step``). A request's own prompt runs in one
+    step with the other C - 1 decodes, so output tokens/s = C * O / (that step + O * TPOT).
+    When all requests arrive together (the A40 run) their prompts run before decoding starts
+    and the decode steps carry none.
     """
-    model = get_model(measurement.model)
-    config = ServingConfig(
-        get_gpu(measurement.gpu), measurement.tensor_parallel, measurement.weight_format
+    replica = ReplicaModel(
+        get_model(measurement.model),
+        ServingConfig(
+            get_gpu(measurement.gpu), measurement.tensor_parallel, measurement.weight_format
+        ),
+        RequestShape(measurement.input_tokens, measurement.output_tokens),
     )
     concurrency = measurement.concurrency
     prompt, output = measurement.input_tokens, measurement.output_tokens
-    prompts_per_step = (concurrency - 1) / output if measurement.prefills_interleaved else 0.0
-    decode = StepWork(
-        decode_sequences=concurrency,
-        decode_context=prompt + output / 2,
-        prefill_tokens=prompts_per_step * prompt,
-        prefill_pairs=prompts_per_step * prompt * prompt / 2,
-        prompts_sampled=prompts_per_step,
-    )
-    step = step_seconds(model, config, decode)
+    others = (concurrency - 1) / output if measurement.prefills_interleaved else 0.0
+    step = replica.mean_step(concurrency, others, prompt)
     if measurement.metric is Metric.TPOT_MS:
         return step * 1000
-    own_prompt = StepWork(
-        decode_sequences=concurrency - 1,
-        decode_context=prompt + output / 2,
-        prefill_tokens=prompt,
-        prefill_pairs=prompt * prompt / 2,
-        prompts_sampled=1,
-    )
-    lifetime = step_seconds(model, config, own_prompt) + output * step
-    return concurrency * output / lifetime
+    own_prompt = replica.step_with_chunks(concurrency - 1, 1, prompt)
+    return concurrency * output / (own_prompt + output * step)
 
 
 def relative_error(measurement: Measurement) -> float:

@@ -2,21 +2,25 @@
 
 vLLM V1 fills every step up to a token budget T (``--max-num-batched-tokens``): one token for
 each of the B decoding sequences, then chunks of waiting prompts. A prompt therefore does not
-stop the decodes; it makes the steps it shares longer, and the weights are read once for
-both. With I/O input/output tokens per request, in steady state B/O sequences finish per
-step and as many prompts start, so each step also carries P(B) = B * I / O prompt tokens:
+stop the decodes; it makes the step that carries it longer, and that step reads the weights
+once for both. With I/O input/output tokens per request, in steady state B/O sequences finish
+per step and as many prompts start. A prompt of I tokens runs in k = ceil(I / (T - B)) chunks,
+and x(B) = (B/O) * k chunks land per step on average. Chunks come whole, so a step carries
+floor(x) or ceil(x) of them, and with S_j(B) the step of B decodes and j chunks:
 
-- TPOT(B) = s(B), the time of a step of B decodes and P(B) prompt tokens
-  (``gpumix.perf.timing.step_seconds``);
+- TPOT(B) = s(B) = S_floor(x)(B) + frac(x) * (S_ceil(x)(B) - S_floor(x)(B)), the mean step;
 - requests/s(B) = B / (O * s(B)) (Little's law over the decoding sequences);
-- TTFT(B) = s(B)/2 (the step running when the request arrives) + k * s_own(B) (the k =
-  ceil(I / (T - B)) steps carrying its prompt, each with max(P(B), its chunk) prompt tokens)
-  + the M/D/1 wait behind other prompts for the prefill budget, whose utilisation is
-  rho = P(B) / (T - B).
+- TTFT(B) = s(B)/2 (the step running when the request arrives) + k * s_own(B) (the steps
+  carrying its chunks, each the mean step with at least one chunk) + the M/D/1 wait behind
+  other prompts for the prefill budget, whose utilisation is rho = (B/O) * I / (T - B).
 
-All three grow with B, so the SLO-limited batch is found by binary search between 1 and
-min(max_num_seqs, KV capacity / (I + O)); a batch whose prompts would need the whole budget
-(rho >= 1) never meets an SLO.
+The mean is taken over steps, not over a step of the mean work: a step is memory-bound until
+its tokens make the GEMMs compute-bound, so a whole prompt in one step costs far more than
+1/O of it in every step (the simulator, which runs whole chunks, holds the model to this).
+
+All three grow with B (a step's time is convex in its tokens), so the SLO-
+limited batch is found by binary search between 1 and min(max_num_seqs, KV capacity /
+(I + O)); a batch whose prompts would need the whole budget (rho >= 1) never meets an SLO.
 """
 
 from __future__ import annotations
@@ -63,38 +67,67 @@ class ReplicaModel:
         """A step of `batch` decodes and no prompt work."""
         return decode_step_seconds(self.model, self.config, batch, self.mean_context_tokens)
 
-    def _step(self, batch: int, prompt_tokens: float, prompts_sampled: float) -> float:
+    def chunking(self, batch: int) -> tuple[int, float] | None:
+        """(chunks per prompt, tokens per chunk) with `batch` decodes, or None when the decodes
+        leave no budget for prompts."""
+        budget = self.token_budget - batch
+        if budget <= 0:
+            return None
+        chunks = math.ceil(self.shape.input_tokens / budget)
+        return chunks, self.shape.input_tokens / chunks
+
+    def step_with_chunks(self, batch: int, chunks: int, chunk_tokens: float) -> float:
+        """A step of `batch` decodes carrying `chunks` prompt chunks of `chunk_tokens` each."""
+        prompt_tokens = chunks * chunk_tokens
         work = StepWork(
             decode_sequences=batch,
             decode_context=self.mean_context_tokens,
             prefill_tokens=prompt_tokens,
-            # prompt tokens attend to half their prompt on average
+            # chunk tokens attend to half the prompt on average
             prefill_pairs=prompt_tokens * self.shape.input_tokens / 2,
-            prompts_sampled=prompts_sampled,
+            prompts_sampled=prompt_tokens / self.shape.input_tokens,
         )
         return step_seconds(self.model, self.config, work)
 
+    def mean_step(self, batch: int, chunks_per_step: float, chunk_tokens: float) -> float:
+        """The mean step when `chunks_per_step` chunks land per step on average.
+
+        Chunks come whole, so steps carry floor(x) or ceil(x) of them, and the mean is taken
+        over those steps. Averaging the work instead (x chunks in every step) would hide a
+        prompt's math behind the weight stream that a memory-bound step has spare: one prompt
+        may fit in that slack, two in one step do not.
+        """
+        fewer = math.floor(chunks_per_step)
+        share_of_more = chunks_per_step - fewer
+        step = self.step_with_chunks(batch, fewer, chunk_tokens)
+        if share_of_more > 0:
+            more = self.step_with_chunks(batch, fewer + 1, chunk_tokens)
+            step += share_of_more * (more - step)
+        return step
+
     def at_batch(self, batch: int) -> SteadyState:
-        prompt = self.shape.input_tokens
         output = self.shape.output_tokens
         prompts_per_step = batch / output
-        prompt_tokens = prompts_per_step * prompt
-        step = self._step(batch, prompt_tokens, prompts_per_step)
-        budget_for_prompts = self.token_budget - batch
-        if budget_for_prompts <= 0 or prompt_tokens >= budget_for_prompts:
-            return SteadyState(batch, step, step, math.inf, batch / (output * step), 1.0)
-        utilisation = prompt_tokens / budget_for_prompts
-        chunk = min(prompt, budget_for_prompts)
-        steps_per_prompt = math.ceil(prompt / budget_for_prompts)
-        own_step = self._step(batch, max(prompt_tokens, chunk), max(prompts_per_step, 1.0))
-        own_prefill = steps_per_prompt * own_step
+        chunking = self.chunking(batch)
+        if chunking is None:
+            decode = self.decode_step(batch)
+            return SteadyState(batch, decode, decode, math.inf, batch / (output * decode), 1.0)
+        chunks, chunk_tokens = chunking
+        step = self.mean_step(batch, prompts_per_step * chunks, chunk_tokens)
+        utilisation = prompts_per_step * self.shape.input_tokens / (self.token_budget - batch)
+        requests_per_second = batch / (output * step)
+        if utilisation >= 1:
+            return SteadyState(batch, step, step, math.inf, requests_per_second, utilisation)
+        # the steps carrying a new prompt's chunks carry the others' too
+        own_step = self.mean_step(batch, max(1.0, prompts_per_step * chunks), chunk_tokens)
+        own_prefill = chunks * own_step
         queueing = utilisation * own_prefill / (2 * (1 - utilisation))
         return SteadyState(
             batch=batch,
             step_seconds=step,
             effective_tpot_seconds=step,
             ttft_seconds=step / 2 + own_prefill + queueing,
-            requests_per_second=batch / (output * step),
+            requests_per_second=requests_per_second,
             prefill_budget_utilisation=utilisation,
         )
 

@@ -109,6 +109,18 @@ def test_inline_architecture_describes_any_model() -> None:
         resolve_model("x/y", {**spec, "layers": "many"})
 
 
+def test_inline_architecture_says_whether_its_embeddings_are_tied() -> None:
+    spec = {"parametersBillions": 1.24, "layers": 16, "hiddenSize": 2048, "attentionHeads": 32,
+            "kvHeads": 8, "headDim": 64, "intermediateSize": 8192, "vocabSize": 128256}  # fmt: skip
+    assert not resolve_model("x/y", spec).tied_embeddings
+    assert resolve_model("x/y", {**spec, "tiedEmbeddings": True}).tied_embeddings
+    with pytest.raises(InputError, match=r"spec\.model\.architecture\.tiedEmbeddings"):
+        resolve_model("x/y", {**spec, "tiedEmbeddings": "yes"})
+    # a total smaller than its own embeddings is a typo, not a model
+    with pytest.raises(InputError, match=r"spec\.model\.architecture\.parametersBillions"):
+        resolve_model("x/y", {**spec, "parametersBillions": 0.3})
+
+
 def test_custom_gpu_from_a_pool_spec() -> None:
     spec = {"memoryGiB": 96, "bf16TFLOPS": 500, "memoryBandwidthGBps": 4000,
             "interconnectGBps": 900}  # fmt: skip

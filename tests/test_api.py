@@ -128,6 +128,13 @@ def test_more_demand_needs_more_replicas(client: TestClient) -> None:
     assert chat["costDeltaPerHour"] > 0
 
 
+def test_a_mix_heavier_in_long_prompts_costs_more(client: TestClient) -> None:
+    mix = [{"name": "chat", "share": 1}, {"name": "rag", "share": 99}]
+    change = {"services": [{"namespace": "team-a", "name": "chat", "classes": mix}]}
+    chat = service_answer(client.post(WHATIF, json=change).json())
+    assert chat["feasible"] and chat["costDeltaPerHour"] > 0
+
+
 def test_a_new_service_is_priced_before_it_is_applied(client: TestClient) -> None:
     manifest = fixture_services()[0].model_dump(by_alias=True, mode="json", exclude={"status"})
     manifest["metadata"] = {"name": "summarise", "namespace": "team-b"}

@@ -162,7 +162,8 @@ class PriceChange(CamelModel):
 
 class ClassShare(CamelModel):
     name: str = Field(min_length=1)
-    share: float = Field(gt=0, le=100)
+    # Relative, like spec.workload.classes[].share (normalised over the classes).
+    share: int = Field(ge=1, le=1_000_000, strict=True)
 
 
 class DemandChange(CamelModel):

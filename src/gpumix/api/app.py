@@ -5,6 +5,7 @@
   baselines, conditions and the last plan changes.
 - ``POST /api/v1/whatif``: plan changed live inputs with the operator's planner; nothing is
   written anywhere.
+- ``GET /``: the dashboard (:mod:`gpumix.api.dashboard`), which reads the endpoints above.
 - ``GET /api/v1/openapi.json``: the schema. No Swagger UI: it loads its assets from a CDN, and
   nothing the operator serves may fetch from the internet.
 
@@ -29,6 +30,7 @@ from fastapi.responses import JSONResponse
 
 from gpumix import __version__
 from gpumix.api import problems
+from gpumix.api.dashboard import dashboard_router
 from gpumix.api.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from gpumix.api.models import FleetView, ServiceList, ServiceView, WhatIfRequest, WhatIfResponse
 from gpumix.api.problems import PROBLEM_JSON, Problem
@@ -159,6 +161,8 @@ def create_app(source: PlanSource, settings: ApiSettings | None = None) -> FastA
                 headers={"Retry-After": "5"},
             )
         return await runner.run(basis, change)
+
+    app.include_router(dashboard_router())
 
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
         return problems.problem_response(

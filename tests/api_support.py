@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from gpumix.api.models import FleetView, PlanEntryView, PoolView, ServiceView
+from gpumix.api.models import (
+    BaselineView,
+    FleetView,
+    PlanEntryView,
+    PoolHolding,
+    PoolView,
+    ServiceView,
+)
 from gpumix.api.source import PlanningBasis, RunningEntry, RunningService, Solver
 from gpumix.planning import PoolHardware, planning_inputs, pool_hardware
 from gpumix.resources import GPUPool, LLMService, load_manifests
@@ -40,6 +47,7 @@ class FixtureSource:
         result = solve(inputs, SolveOptions(time_limit_seconds=10))
         assert result.feasible, result
         self.running: list[RunningService] = []
+        self.plans = {plan.key: plan for plan in result.services}
         for plan in result.services:
             resource = next(s for s in self.resources if s.metadata.name == plan.name)
             entries = tuple(
@@ -75,6 +83,17 @@ class FixtureSource:
                     available_gpus=h.pool.available_gpus,
                     discovered=False,
                     plannable=True,
+                    holdings=[
+                        PoolHolding(
+                            namespace=s.key.namespace,
+                            name=s.key.name,
+                            replicas=sum(e.replicas for e in held),
+                            gpus=sum(e.replicas * e.tensor_parallel for e in held),
+                            cost_per_hour=sum(e.cost_per_hour for e in held),
+                        )
+                        for s in self.running
+                        if (held := [e for e in s.entries if e.pool == h.pool.name])
+                    ],
                 )
                 for h in self.pools
             ],
@@ -89,6 +108,8 @@ class FixtureSource:
                 feasible=True,
                 cost_per_hour=s.cost_per_hour,
                 desired_replicas=sum(e.replicas for e in s.entries),
+                baseline=self.baseline(s.key),
+                savings_percent=self.plans[s.key].savings_percent,
                 plan=[
                     PlanEntryView(
                         pool=e.pool,
@@ -99,12 +120,24 @@ class FixtureSource:
                         replicas=e.replicas,
                         gpus=e.replicas * e.tensor_parallel,
                         cost_per_hour=e.cost_per_hour,
+                        assignment=dict(self.assignment(s.key, e.key)),
                     )
                     for e in s.entries
                 ],
             )
             for s in self.running
         ]
+
+    def baseline(self, key: ServiceKey) -> BaselineView | None:
+        priced = [b for b in self.plans[key].baselines if b.cost_per_hour is not None]
+        best = min(priced, key=lambda b: b.cost_per_hour or 0.0, default=None)
+        if best is None or best.cost_per_hour is None:
+            return None
+        return BaselineView(name=best.name, cost_per_hour=best.cost_per_hour)
+
+    def assignment(self, key: ServiceKey, config: ConfigKey) -> Mapping[str, float]:
+        entry = next(e for e in self.plans[key].entries if e.key == config)
+        return entry.assignment
 
     def planning_basis(self) -> PlanningBasis:
         self.basis_calls += 1

@@ -56,7 +56,8 @@ function drawCosts(services) {
   const chart = document.getElementById("cost-chart");
   const rowHeight = 38;
   const left = 190;
-  const width = 720;
+  const width = 980;
+  const labelRoom = 360; // right of the longest bar: "$24.64/h vs $28.56/h homogeneous:… (−13.7 %)"
   const priced = services.filter((s) => s.costPerHour !== null);
   const top = Math.max(1, ...priced.flatMap((s) => [s.costPerHour,
     s.baseline ? s.baseline.costPerHour : 0]));
@@ -64,7 +65,7 @@ function drawCosts(services) {
   chart.setAttribute("width", width);
   chart.setAttribute("height", Math.max(rowHeight, priced.length * rowHeight));
   chart.replaceChildren();
-  const scale = (value) => ((width - left - 170) * value) / top;
+  const scale = (value) => ((width - left - labelRoom) * value) / top;
   priced.forEach((service, index) => {
     const y = index * rowHeight;
     chart.append(svg("text", { x: 0, y: y + 16 }, key(service)));

@@ -8,14 +8,18 @@ assertions compare what Chromium rendered with what the source holds. Set
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+import yaml
+from fastapi.testclient import TestClient
 
 from api_support import FixtureSource
 from gpumix.api import create_app
@@ -36,6 +40,9 @@ class Rendered(HTMLParser):
         self.pool_rows: dict[str, list[str]] = {}
         self.bars: dict[str, float] = {}
         self.summary = ""
+        self.changes: set[str] = set()
+        self.whatif_text = ""
+        self._in_whatif = 0
         self._row: str | None = None
         self._cell: list[str] | None = None
         self._in_summary = False
@@ -51,6 +58,12 @@ class Rendered(HTMLParser):
             self.bars[str(found["data-service"])] = float(str(found["data-cost"]))
         elif tag == "span" and found.get("id") == "summary":
             self._in_summary = True
+        if found.get("data-change"):
+            self.changes.add(str(found["data-change"]))
+        if tag == "div" and found.get("id") == "whatif-answer":
+            self._in_whatif = 1
+        elif self._in_whatif and tag == "div":
+            self._in_whatif += 1
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "td" and self._row is not None and self._cell is not None:
@@ -60,12 +73,16 @@ class Rendered(HTMLParser):
             self._row = None
         elif tag == "span":
             self._in_summary = False
+        elif tag == "div" and self._in_whatif:
+            self._in_whatif -= 1
 
     def handle_data(self, data: str) -> None:
         if self._cell is not None:
             self._cell.append(data)
         if self._in_summary:
             self.summary += data
+        if self._in_whatif:
+            self.whatif_text += data
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +159,32 @@ def test_the_fleet_table_and_cost_chart_show_the_api_numbers(
     assert page.summary == f"2 services, {len(source.pools)} pools, ${total:.2f}/h"
 
 
+def test_a_what_if_link_runs_and_shows_the_replicas_that_move(
+    source: FixtureSource, url: str, tmp_path: Path
+) -> None:
+    change = {"removedPools": ["l4-spot"]}
+    link = f"{url}#whatif={quote(json.dumps(change))}"
+    page = Rendered()
+    page.feed(chromium(tmp_path / "profile", link, "--dump-dom"))
+
+    with TestClient(create_app(source)) as client:
+        answer = client.post("/api/v1/whatif", json=change).json()
+    expected = {
+        f"{s['namespace']}/{s['name']} {c['pool']} tp{c['tensorParallel']} "
+        f"{c['weightFormat']} {c['delta']}"
+        for s in answer["services"]
+        for c in s["changes"]
+    }
+    assert any(" l4-spot " in line for line in expected), "the premise: spot replicas move"
+    assert page.changes == expected
+    assert f"${answer['totalCostPerHour']:.2f}/h" in page.whatif_text
+
+
 def test_a_screenshot_of_the_dashboard_is_saved(url: str, tmp_path: Path) -> None:
+    # With the README's what-if answered on the page, so the screenshot shows every part.
+    change = yaml.safe_load((REPO / "examples" / "whatif-no-spot.yaml").read_text())
+    link = f"{url}#whatif={quote(json.dumps(change))}"
     target = Path(os.environ.get("GPUMIX_DASHBOARD_SCREENSHOT") or tmp_path / "dashboard.png")
-    chromium(tmp_path / "profile", url, f"--screenshot={target}", "--window-size=1200,1100")
+    chromium(tmp_path / "profile", link, f"--screenshot={target}", "--window-size=1200,1350")
     data = target.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

@@ -134,9 +134,12 @@ function drawWhatIf(answer) {
       table.append(row([[key(service), "text"], [service.reasons.join("; "), "text bad"]]));
     }
     for (const change of service.changes) {
-      table.append(row([[key(service), "text"], [change.pool, "text"], change.tensorParallel,
+      const tr = row([[key(service), "text"], [change.pool, "text"], change.tensorParallel,
         [change.weightFormat, "text"], change.runningReplicas, change.plannedReplicas,
-        change.delta > 0 ? `+${change.delta}` : change.delta]));
+        change.delta > 0 ? `+${change.delta}` : change.delta]);
+      tr.dataset.change = `${key(service)} ${change.pool} tp${change.tensorParallel} `
+        + `${change.weightFormat} ${change.delta}`;
+      table.append(tr);
     }
   }
   box.append(table);
@@ -166,8 +169,7 @@ async function refresh() {
   }
 }
 
-document.getElementById("whatif-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
+async function runWhatIf() {
   const box = document.getElementById("whatif-answer");
   box.textContent = "planning…";
   try {
@@ -177,7 +179,20 @@ document.getElementById("whatif-form").addEventListener("submit", async (event) 
   } catch (error) {
     box.replaceChildren(el("p", { class: "bad" }, error.message));
   }
+}
+
+document.getElementById("whatif-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  runWhatIf();
 });
+
+// A link can carry a what-if to run at once: /#whatif={"removedPools":["l4-spot"]}
+const WHATIF_HASH = "#whatif=";
+if (location.hash.startsWith(WHATIF_HASH)) {
+  document.getElementById("whatif-body").value =
+    decodeURIComponent(location.hash.slice(WHATIF_HASH.length));
+  runWhatIf();
+}
 
 refresh();
 setInterval(refresh, REFRESH_MS);

@@ -98,3 +98,35 @@ async def test_a_what_if_plans_without_the_spot_pool_and_writes_nothing() -> Non
     assert fleet.kube.objects == objects and fleet.kube.statuses == statuses
     await fleet.run_pass()
     assert fleet.kube.statuses["chat"]["plan"] == running
+
+
+async def test_a_service_already_without_a_plan_for_its_spec_does_not_become_infeasible() -> None:
+    fleet = await planned_fleet()
+    fleet.set_service(llmservice(generation=2, budget={"maxCostPerHour": "0.01"}))
+    await fleet.run_pass()
+    assert fleet.condition("Feasible")["status"] == "False"
+    assert fleet.kube.statuses["chat"]["plan"], "the last good plan keeps running"
+    with TestClient(create_app(PlannerSource(fleet.planner))) as client:
+        body = client.post("/api/v1/whatif", json={}).json()
+    [chat] = body["services"]
+    assert not chat["feasible"] and not chat["becomesInfeasible"]
+    assert "BudgetTooSmall" in chat["reasonCodes"]
+    # Losing its pool is news for a service that has a plan now, and this one does not.
+    lost = client_post_removing_spot(fleet)
+    assert not lost["becomesInfeasible"]
+
+
+def client_post_removing_spot(fleet: Fleet) -> dict[str, Any]:
+    with TestClient(create_app(PlannerSource(fleet.planner))) as client:
+        body = client.post("/api/v1/whatif", json={"removedPools": ["l4-spot"]}).json()
+    return dict(body["services"][0])
+
+
+async def test_losing_every_pool_a_planned_service_can_use_makes_it_infeasible() -> None:
+    fleet = await planned_fleet()
+    with TestClient(create_app(PlannerSource(fleet.planner))) as client:
+        body = client.post(
+            "/api/v1/whatif", json={"removedPools": ["l4-spot", "l4-on-demand"]}
+        ).json()
+    [chat] = body["services"]
+    assert chat["becomesInfeasible"] and chat["plan"] == [] and chat["reasons"]

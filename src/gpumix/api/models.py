@@ -212,7 +212,9 @@ class WhatIfService(CamelModel):
     status: str = Field(description="Optimal, Feasible, Infeasible, NoSolutionFound, InvalidSpec.")
     feasible: bool
     new: bool = Field(description="Not running now: added by the what-if's manifests.")
-    becomes_infeasible: bool = Field(description="Has a running plan, would have none.")
+    becomes_infeasible: bool = Field(
+        description="Has a plan for its current spec now, would have none."
+    )
     cost_per_hour: float | None
     running_cost_per_hour: float | None
     cost_delta_per_hour: float | None
@@ -223,6 +225,9 @@ class WhatIfService(CamelModel):
 
 
 class WhatIfResponse(CamelModel):
+    """``totalCostPerHour`` sums the services that would have a plan; one that would not keeps
+    its last good plan running in the operator, which this total leaves out."""
+
     status: str
     gap: float | None
     solve_seconds: float

@@ -73,6 +73,8 @@ class RunningService:
     problem: str | None = None
     entries: tuple[RunningEntry, ...] = ()
     cost_per_hour: float | None = None
+    # False: the current spec has no plan and ``entries`` are the last good plan, kept running.
+    feasible: bool = True
 
 
 @dataclass(frozen=True)

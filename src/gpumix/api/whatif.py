@@ -250,7 +250,9 @@ def compare(
                 status=status,
                 feasible=feasible,
                 new=key in new,
-                becomes_infeasible=bool(entries_before) and not feasible,
+                # Only news for a service that has a plan for its current spec now.
+                becomes_infeasible=bool(before and before.feasible and before.entries)
+                and not feasible,
                 cost_per_hour=cost,
                 running_cost_per_hour=cost_before,
                 cost_delta_per_hour=None if cost is None else round(cost - (cost_before or 0), 4),

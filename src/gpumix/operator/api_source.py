@@ -228,5 +228,8 @@ def _running(published: Published) -> list[RunningService]:
             for entry in (recorded.plan if recorded is not None else ())
         )
         cost = _float(recorded.cost_per_hour) if recorded is not None else None
-        running.append(RunningService(key, record.resource, record.problem, entries, cost))
+        feasible = _feasible(recorded) is not False
+        running.append(
+            RunningService(key, record.resource, record.problem, entries, cost, feasible)
+        )
     return running

@@ -138,6 +138,8 @@ class OperatorProcess:
         # kopf reads port 0 as "no port given" and binds 80, which two runs on one machine
         # would share; a probed free port keeps every operator's health endpoint its own.
         self.liveness_port = free_port()
+        # The plan API is on in every e2e run: it is read-only, so it must change nothing.
+        self.api_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -157,6 +159,8 @@ class OperatorProcess:
                     "60",
                     "--metrics-port",
                     str(self.metrics_port),
+                    "--api-port",
+                    str(self.api_port),
                 ],
                 env=env,
                 stdout=log,
@@ -183,6 +187,10 @@ class OperatorProcess:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/api/v1"
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -15,6 +15,8 @@ STATE_DIR=${GPUMIX_DEMO_STATE_DIR:-$HOME/.cache/gpumix/demo}
 KUBECONFIG_PATH="$STATE_DIR/cluster/kubeconfig"
 OPERATOR_LOG="$STATE_DIR/operator.log"
 OPERATOR_PID="$STATE_DIR/operator.pid"
+# The plan API and dashboard (read-only); the browser reaches it at 127.0.0.1.
+API_PORT=${GPUMIX_DEMO_API_PORT:-8081}
 mkdir -p "$STATE_DIR"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -46,7 +48,8 @@ step "Operator"
 if [[ -f "$OPERATOR_PID" ]] && kill -0 "$(cat "$OPERATOR_PID")" 2>/dev/null; then
   echo "reusing the running operator (pid $(cat "$OPERATOR_PID"), log $OPERATOR_LOG)"
 else
-  nohup "$GPUMIX" operator --liveness http://127.0.0.1:0/healthz >"$OPERATOR_LOG" 2>&1 &
+  nohup "$GPUMIX" operator --liveness http://127.0.0.1:0/healthz --api-port "$API_PORT" \
+    >"$OPERATOR_LOG" 2>&1 &
   echo $! >"$OPERATOR_PID"
   echo "started the operator (pid $!, log $OPERATOR_LOG)"
 fi
@@ -89,7 +92,8 @@ done
 
 cat <<TXT
 
-gpumix is running. Look around:
+gpumix is running. The dashboard (fleet, costs, plans, what-if): http://127.0.0.1:$API_PORT/
+Look around:
   export KUBECONFIG=$KUBECONFIG_PATH
   export GPUMIX_PROMETHEUS_URL=$GPUMIX_PROMETHEUS_URL
   # per-configuration TTFT p90 over the last 5 minutes, from the simulators' vLLM histograms:
@@ -100,6 +104,7 @@ gpumix is running. Look around:
   kubectl describe llmsvc -n team-a chat   # conditions and plan-change events
   kubectl get pods -A -o wide              # vLLM pods on GPU nodes, routers on system nodes
   tail -f $OPERATOR_LOG
+  gpumix whatif --api http://127.0.0.1:$API_PORT -f examples/whatif-no-spot.yaml   # predict it
   kubectl delete node -l gpumix.io/sim-pool=l4-spot   # lose a spot pool; watch it re-plan
 Stop everything: make demo-down
 TXT

@@ -562,3 +562,33 @@ def test_notes_tell_the_user_what_to_apply_next(tmp_path: Path) -> None:
     assert "kubectl apply -f examples/" in notes
     assert "kubectl get llmsvc" in notes
     assert "every namespace" in notes
+
+
+@needs_helm
+def test_the_plan_api_is_off_by_default_and_never_a_load_balancer(tmp_path: Path) -> None:
+    from gpumix.cli import build_parser
+    from gpumix.commands.operator import api_port_of
+    from gpumix.operator.config_file import parse_config
+
+    def api_port(objects: list[dict[str, Any]]) -> int | None:
+        [container] = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+        args = build_parser().parse_args(["operator", *container["args"]])
+        config = parse_config(yaml.safe_load(one(objects, "ConfigMap")["data"]["config.yaml"]), "")
+        return api_port_of(args.api_port, config.api.enabled, config.api.port)
+
+    default = render()
+    assert api_port(default) is None
+    assert not [s for s in of_kind(default, "Service") if s["metadata"]["name"].endswith("-api")]
+    [container] = one(default, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "api" not in {port["name"] for port in container["ports"]}
+
+    enabled = render(values={"api": {"enabled": True, "port": 8181}}, tmp=tmp_path)
+    assert api_port(enabled) == 8181
+    [service] = [s for s in of_kind(enabled, "Service") if s["metadata"]["name"].endswith("-api")]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [
+        {"name": "api", "port": 8181, "targetPort": "api", "protocol": "TCP"}
+    ]
+    [container] = one(enabled, "Deployment")["spec"]["template"]["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["api"] == 8181 and ports["metrics"] != 8181

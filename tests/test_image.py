@@ -161,4 +161,6 @@ def test_the_wheel_the_image_installs_builds_and_carries_its_data(tmp_path: Path
     assert "gpumix/catalog/gpus.yaml" in names, "the catalogue must ship in the wheel"
     assert "gpumix/catalog/models.yaml" in names
     assert "gpumix/operator/manifests.py" in names
+    for asset in ("index.html", "dashboard.js", "dashboard.css"):
+        assert f"gpumix/api/dashboard/{asset}" in names, "the dashboard must ship in the wheel"
     assert "gpumix = gpumix.cli:main" in scripts, "ENTRYPOINT gpumix needs the console script"

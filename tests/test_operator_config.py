@@ -183,3 +183,27 @@ def test_the_router_section_sets_image_and_replicas_and_refuses_zero() -> None:
     )
     with pytest.raises(InputError, match=r"c.yaml: router.replicas"):
         parse_config({"router": {"replicas": 0}}, "c.yaml")
+
+
+def test_the_plan_api_is_off_unless_enabled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GPUMIX_CONFIG", raising=False)
+    assert run_operator(monkeypatch).api_port is None
+    # A port in the file alone does not switch it on: api.enabled does.
+    port_only = str(write(tmp_path, {"api": {"port": 8181}}))
+    assert run_operator(monkeypatch, "--config", port_only).api_port is None
+    enabled = str(write(tmp_path, {"api": {"enabled": True, "whatifTimeLimitSeconds": 3}}))
+    config = run_operator(monkeypatch, "--config", enabled)
+    assert (config.api_port, config.api_whatif_time_limit_seconds) == (8081, 3)
+    # The flag wins over the file, and 0 or 'none' switches the API off.
+    assert run_operator(monkeypatch, "--config", enabled, "--api-port", "9400").api_port == 9400
+    assert run_operator(monkeypatch, "--config", enabled, "--api-port", "none").api_port is None
+    assert run_operator(monkeypatch, "--api-port", "9400").api_port == 9400
+
+
+def test_a_bad_api_section_is_one_line_naming_the_field(tmp_path: Path) -> None:
+    assert "api.enabled" in load_error(tmp_path, {"api": {"enabled": "yes"}})
+    assert "api.whatifTimeLimitSeconds" in load_error(
+        tmp_path, {"api": {"whatifTimeLimitSeconds": 0}}
+    )

@@ -622,3 +622,68 @@ async def test_kube_lists_active_pods_of_every_namespace(cluster: kmock.Kubernet
     assert pods_list
     query = pods_list[-1].url.query
     assert query["fieldSelector"] == "status.phase!=Succeeded,status.phase!=Failed"
+
+
+async def test_the_plan_api_reports_the_plan_and_a_what_if_writes_nothing(
+    cluster: kmock.KubernetesEmulator,
+) -> None:
+    # `gpumix operator --api-port`: the operator serves the API; a what-if is planned in
+    # memory, and not one write reaches the Kubernetes API because of it.
+    port = free_port()
+    metrics_port = free_port()
+    config = dataclasses.replace(CONFIG, api_port=port, metrics_port=metrics_port)
+    cluster.objects[NODES, None, "l4-a"] = gpu_node("l4-a", gpus=4)
+    cluster.objects[NODES, None, "l4-od"] = gpu_node("l4-od", gpus=4, spot=False)
+    cluster.objects[LLMSERVICES, NAMESPACE, "chat"] = llmservice()
+    base = f"http://127.0.0.1:{port}/api/v1"
+
+    async def get(session: aiohttp.ClientSession, path: str) -> Any:
+        async with session.get(base + path) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+    with runner(config):
+        planned = await eventually(lambda: when(lambda s: bool(s.get("plan")))(cluster))
+        assert {entry["pool"] for entry in planned["plan"]} == {"l4-spot"}
+        async with aiohttp.ClientSession() as session:
+            service = await published(session, f"{base}/services/{NAMESPACE}/chat")
+            fleet = await get(session, "/fleet")
+            before = writes(cluster)
+            async with session.post(
+                f"{base}/whatif", json={"removedPools": ["l4-spot"]}
+            ) as response:
+                assert response.status == 200, await response.text()
+                answer = await response.json()
+            await asyncio.sleep(0.5)  # a write it caused would have been made by now
+            assert writes(cluster) == before
+        # The metrics port is separate and still serves.
+        await scrape_until(metrics_port, "gpumix_pool_gpus")
+
+    assert service["costPerHour"] == float(planned["costPerHour"])
+    assert [e["deployment"] for e in service["plan"]] == [e["deployment"] for e in planned["plan"]]
+    pools = {pool["name"]: pool for pool in fleet["pools"]}
+    assert pools["l4-spot"]["gpus"] == 4 and pools["l4-on-demand"]["capacityType"] == "on-demand"
+    held = sum(h["gpus"] for h in pools["l4-spot"]["holdings"])
+    assert held == sum(entry["gpus"] for entry in planned["plan"])
+    [chat] = answer["services"]
+    assert {entry["pool"] for entry in chat["plan"]} == {"l4-on-demand"}
+    assert {c["pool"]: c["delta"] for c in chat["changes"]}["l4-spot"] == -sum(
+        entry["replicas"] for entry in planned["plan"]
+    )
+    # The runner stopped: so did the API (the cleanup handler closes its port).
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass
+
+
+async def published(session: aiohttp.ClientSession, url: str, timeout: float = 20.0) -> Any:
+    """The service at ``url`` once the planner has published a pass with its plan (the status
+    write comes just before the pass ends, so the API can be a moment behind it)."""
+    deadline = time.monotonic() + timeout
+    found: Any = None
+    while time.monotonic() < deadline:
+        async with session.get(url) as response:
+            found = await response.json()
+            if response.status == 200 and found.get("plan"):
+                return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the API never showed a plan: {found}")

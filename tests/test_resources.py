@@ -141,6 +141,12 @@ def test_examples_parse() -> None:
     for path in sorted((REPO / "examples").glob("*.yaml")):
         if path.name.startswith("fleet-sim"):
             continue  # a simulated-fleet file for dev-cluster, not manifests
+        if path.name.startswith("whatif-"):
+            # A change file for `gpumix whatif`, checked as the API checks its body.
+            from gpumix.commands.whatif import load_change
+
+            assert load_change(str(path)), path
+            continue
         assert load_manifests(path), path
 
 

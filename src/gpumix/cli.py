@@ -19,6 +19,7 @@ from gpumix.errors import InputError
 VERBS: dict[str, str] = {
     "profile": "profile",
     "plan": "plan",
+    "whatif": "whatif",
     "operator": "operator",
     "dev-cluster": "devcluster",
     "sim": "sim",

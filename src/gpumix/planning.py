@@ -8,7 +8,8 @@ InputError naming the file and field, or recorded as a spec problem the solver r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +38,7 @@ from gpumix.solver import (
     RejectionKind,
     RequestClass,
     ServiceDemand,
+    ServiceKey,
 )
 from gpumix.solver.candidates import (
     MeasuredThroughput,
@@ -46,6 +48,8 @@ from gpumix.solver.candidates import (
     prune_dominated,
 )
 from gpumix.solver.model import Objective
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -374,11 +378,50 @@ def planning_inputs(
     )
 
 
+@dataclass(frozen=True)
+class ServiceToPlan:
+    """One LLMService as the planner found it: parsed, or the one line why it could not be."""
+
+    key: ServiceKey
+    resource: LLMService | None
+    problem: str | None = None
+
+
+def build_demands(
+    services: Iterable[ServiceToPlan], build: Callable[[ServiceKey, LLMService], ServiceDemand]
+) -> tuple[list[ServiceDemand], dict[ServiceKey, str]]:
+    """Each service's demand, or why it cannot be planned (key -> one line).
+
+    Shared by the operator's planning pass and the API's what-if, so both refuse the same
+    specs with the same words. A defect while building one service's demand becomes that
+    service's problem: it must not stop everyone else's planning.
+    """
+    demands: list[ServiceDemand] = []
+    problems: dict[ServiceKey, str] = {}
+    for service in services:
+        problem = service.problem
+        if service.resource is not None:
+            try:
+                demands.append(build(service.key, service.resource))
+                continue
+            except (InputError, ValueError) as error:
+                problem = str(error)
+            except Exception as error:
+                logger.exception(
+                    "building the demand of %s/%s failed", service.key.namespace, service.key.name
+                )
+                problem = f"gpumix could not plan this spec ({type(error).__name__}: {error})"
+        problems[service.key] = problem or "invalid spec"
+    return demands, problems
+
+
 __all__ = [
     "GPUType",
     "MeasuredThroughput",
     "NamespaceAdmission",
     "PoolHardware",
+    "ServiceToPlan",
+    "build_demands",
     "load_profiles",
     "planning_inputs",
     "pool_hardware",

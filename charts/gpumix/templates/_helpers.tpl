@@ -79,6 +79,10 @@ discovery:
   capacityTypeLabels: {{- toYaml .Values.discovery.capacityTypeLabels | nindent 4 }}
 metrics:
   port: {{ .Values.metrics.port }}
+api:
+  enabled: {{ .Values.api.enabled }}
+  port: {{ .Values.api.port }}
+  whatifTimeLimitSeconds: {{ .Values.api.whatifTimeLimitSeconds }}
 router:
   image: {{ include "gpumix.image" . | quote }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}

@@ -42,6 +42,13 @@ def config_path(flag: str | None, environ: Mapping[str, str]) -> str | None:
     return flag or environ.get(CONFIG_ENV) or None
 
 
+def api_port_of(flag: int | None, enabled: bool, file_port: int) -> int | None:
+    """--api-port wins (0: off); else the file's api.port, only when api.enabled."""
+    if flag is not None:
+        return flag or None
+    return file_port if enabled else None
+
+
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "operator",
@@ -123,6 +130,15 @@ def add_parser(subparsers: Any) -> None:
         help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics; 0 or 'none' disables "
         "(default: the configuration file's metrics.port, else disabled)",
     )
+    parser.add_argument(
+        "--api-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve the read-only plan/what-if API at http://0.0.0.0:PORT/api/v1/; 0 or "
+        "'none' disables (default: the configuration file's api.port when api.enabled, "
+        "else disabled)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser.set_defaults(run=run)
 
@@ -142,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     path = config_path(args.config, os.environ)
     file_config = load_config_file(path) if path else ConfigFile()
     metrics_port = args.metrics_port if args.metrics_port is not None else file_config.metrics.port
+    api_port = api_port_of(args.api_port, file_config.api.enabled, file_config.api.port)
     operator_config = OperatorConfig(
         namespaces=tuple(dict.fromkeys(args.namespace)),
         liveness_endpoint=liveness,
@@ -155,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         inventory=file_config.inventory_settings(),
         router=file_config.router.options(),
         metrics_port=metrics_port or None,
+        api_port=api_port,
+        api_whatif_time_limit_seconds=file_config.api.whatif_time_limit_seconds,
     )
     run_operator(operator_config)
     return 0

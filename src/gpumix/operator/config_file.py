@@ -1,6 +1,6 @@
 """The operator's configuration file (``gpumix operator --config``, or ``$GPUMIX_CONFIG``).
 
-The Helm chart renders it from its values (``pricing``, ``discovery``, ``metrics``) into a
+The Helm chart renders it from its values (``pricing``, ``discovery``, ``metrics``, ``api``) into a
 ConfigMap mounted at /etc/gpumix/config.yaml::
 
     pricing:
@@ -11,6 +11,10 @@ ConfigMap mounted at /etc/gpumix/config.yaml::
       capacityTypeLabels: [karpenter.sh/capacity-type, ...]
     metrics:
       port: 9090                      # 0 disables
+    api:                              # the plan/what-if API (read-only)
+      enabled: false                  # off by default
+      port: 8081
+      whatifTimeLimitSeconds: 10      # solver time limit of one what-if
     router:                           # every LLMService's `gpumix router` Deployment
       image: ghcr.io/gpumix/gpumix:0.1.0   # default: this version's image
       imagePullPolicy: IfNotPresent
@@ -49,6 +53,7 @@ LABEL_KEY_PATTERN = (
     r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
 MAX_PORT = 65535
+DEFAULT_API_PORT = 8081
 
 CapacityType = Literal["on-demand", "spot", "reserved"]
 LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN, max_length=317)]
@@ -92,6 +97,14 @@ class Metrics(CamelModel):
     port: int | None = Field(default=None, ge=0, le=MAX_PORT, strict=True)
 
 
+class Api(CamelModel):
+    """The plan/what-if API: read-only, off unless enabled."""
+
+    enabled: bool = Field(default=False, strict=True)
+    port: int = Field(default=DEFAULT_API_PORT, ge=1, le=MAX_PORT, strict=True)
+    whatif_time_limit_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
 class Router(CamelModel):
     image: str = Field(default=DEFAULT_ROUTER_IMAGE, min_length=1)
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
@@ -107,6 +120,7 @@ class ConfigFile(CamelModel):
     pricing: Pricing = Field(default_factory=Pricing)
     discovery: Discovery = Field(default_factory=Discovery)
     metrics: Metrics = Field(default_factory=Metrics)
+    api: Api = Field(default_factory=Api)
     router: Router = Field(default_factory=Router)
 
     def inventory_settings(self) -> InventorySettings:
@@ -143,7 +157,7 @@ def parse_config(data: Any, source: str) -> ConfigFile:
         data = {}
     if not isinstance(data, Mapping):
         raise InputError(
-            "must be a mapping with pricing, discovery, metrics and router", source=source
+            "must be a mapping with pricing, discovery, metrics, api and router", source=source
         )
     try:
         return ConfigFile.model_validate(data)

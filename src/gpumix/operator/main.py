@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 from kubernetes import client, config
@@ -26,6 +26,9 @@ from gpumix.operator.manifests import LABEL_MANAGED_BY, MANAGED_BY
 from gpumix.operator.metrics import MetricsServer, OperatorMetrics, start_metrics_server
 from gpumix.operator.planner import FleetPlanner
 from gpumix.operator.settings import OperatorConfig, configure_kopf
+
+if TYPE_CHECKING:
+    from gpumix.api.server import ApiServer
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,26 @@ class GPUNodeFilter:
         return True
 
 
+def start_plan_api(operator_config: OperatorConfig, planner: FleetPlanner) -> ApiServer:
+    """The read-only plan/what-if API on its own port, over the planner's memory."""
+    # Imported here: an operator without the API never loads FastAPI.
+    from gpumix.api import ApiSettings, create_app
+    from gpumix.api.server import start_api_server
+    from gpumix.operator.api_source import PlannerSource
+
+    port = operator_config.api_port
+    assert port is not None
+    settings = ApiSettings(whatif_time_limit_seconds=operator_config.api_whatif_time_limit_seconds)
+    app = create_app(PlannerSource(planner), settings)
+    try:
+        server = start_api_server(app, port)
+    except OSError as error:
+        # A taken port will not free itself: stop with the reason, not a retry loop.
+        raise kopf.PermanentError(f"cannot serve the plan API on port {port}: {error}") from error
+    logger.info("serving the plan API on port %d at /api/v1/", server.port)
+    return server
+
+
 def build_registry(operator_config: OperatorConfig) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     indexes.register(registry)
@@ -127,6 +150,8 @@ def build_registry(operator_config: OperatorConfig) -> kopf.OperatorRegistry:
             logger.info("serving Prometheus metrics on port %d at /metrics", server.port)
         planner = FleetPlanner(operator_config, Kube(api_client), live_indices, metrics=metrics)
         memo.planner = planner
+        if operator_config.api_port is not None:
+            memo.api_server = await asyncio.to_thread(start_plan_api, operator_config, planner)
         memo.planner_task = asyncio.create_task(planner.run(), name="gpumix-planner")
 
     @kopf.on.cleanup(registry=registry)
@@ -142,6 +167,9 @@ def build_registry(operator_config: OperatorConfig) -> kopf.OperatorRegistry:
         server: MetricsServer | None = getattr(memo, "metrics_server", None)
         if server is not None:
             await asyncio.to_thread(server.stop)
+        api_server: ApiServer | None = getattr(memo, "api_server", None)
+        if api_server is not None:
+            await asyncio.to_thread(api_server.stop)
 
     @kopf.on.probe(id="planner", registry=registry)
     def planner_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:

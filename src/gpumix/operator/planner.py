@@ -23,11 +23,12 @@ from typing import Any
 from gpumix import catalog
 from gpumix.errors import InputError
 from gpumix.operator import events, indexes, inventory, manifests, reconcile, stalls, status
+from gpumix.operator.history import PlanChange, PlanHistory
 from gpumix.operator.kube import Kube, KubeError
 from gpumix.operator.metrics import OperatorMetrics, ServiceSample
 from gpumix.operator.router_manifests import build_router_objects, router_name, router_selector
 from gpumix.operator.settings import OperatorConfig
-from gpumix.planning import NamespaceAdmission, service_demand
+from gpumix.planning import NamespaceAdmission, ServiceToPlan, build_demands, service_demand
 from gpumix.resources import GPUPool, LLMService, LLMServiceStatus, PlanEntryStatus
 from gpumix.resources.gpupool import GPUPoolStatus
 from gpumix.resources.llmservice import BaselineStatus
@@ -158,32 +159,38 @@ DRIFT_REVERTED = "DriftReverted"
 MIGRATION_STALLED = "MigrationStalled"
 
 
-def current_plan_from_status(records: Sequence[indexes.ServiceRecord]) -> dict[Any, int]:
+def services_to_plan(records: Sequence[indexes.ServiceRecord]) -> list[ServiceToPlan]:
+    return [ServiceToPlan(service_key(r), r.resource, r.problem) for r in records]
+
+
+def recorded_statuses(
+    records: Sequence[indexes.ServiceRecord],
+) -> dict[ServiceKey, LLMServiceStatus | None]:
+    return {service_key(record): record.status for record in records}
+
+
+def current_plan_from_status(
+    statuses: Mapping[ServiceKey, LLMServiceStatus | None],
+) -> dict[Any, int]:
     """What runs now, as the solver's churn reference: the plans recorded in status."""
     plan: dict[Any, int] = {}
-    for record in records:
-        if record.status is None:
-            continue
-        for entry in record.status.plan:
-            key = ConfigKey(entry.pool, entry.tensor_parallel, entry.weight_format)
-            plan[service_key(record), key] = entry.replicas
+    for key, recorded in statuses.items():
+        for entry in recorded.plan if recorded is not None else ():
+            config = ConfigKey(entry.pool, entry.tensor_parallel, entry.weight_format)
+            plan[key, config] = entry.replicas
     return plan
 
 
 def current_assignment_from_status(
-    records: Sequence[indexes.ServiceRecord],
+    statuses: Mapping[ServiceKey, LLMServiceStatus | None],
 ) -> dict[Any, dict[str, float]]:
     """The class shares each running configuration serves, as recorded in status: the plan
     keeps them while its replicas still carry them (``gpumix.solver.stability``)."""
     shares: dict[Any, dict[str, float]] = {}
-    for record in records:
-        if record.status is None:
-            continue
-        for entry in record.status.plan:
-            key = ConfigKey(entry.pool, entry.tensor_parallel, entry.weight_format)
-            shares[service_key(record), key] = {
-                name: float(share) for name, share in entry.assignment.items()
-            }
+    for key, recorded in statuses.items():
+        for entry in recorded.plan if recorded is not None else ():
+            config = ConfigKey(entry.pool, entry.tensor_parallel, entry.weight_format)
+            shares[key, config] = {name: float(share) for name, share in entry.assignment.items()}
     return shares
 
 
@@ -256,6 +263,22 @@ class PlannerState:
     # Pools a service's new Deployments did not come up on: left out of its plans for a while.
     blocked: dict[ServiceKey, dict[str, stalls.PoolBlock]] = field(default_factory=dict)
     replan: bool = False
+    # The pools as the solver saw them in the last pass (with their GPU figures).
+    hardware: tuple[PoolHardware, ...] = ()
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the last pass saw and decided, swapped in whole after it: the plan API reads it
+    from another thread, and must never see half a pass."""
+
+    snapshot: Snapshot
+    hardware: tuple[PoolHardware, ...]
+    # Each service's status as just reconciled (or as the API has it, if the pass did not
+    # reach it): the plan in effect.
+    statuses: Mapping[ServiceKey, LLMServiceStatus | None]
+    blocked: Mapping[ServiceKey, Mapping[str, stalls.PoolBlock]]
+    planned_at: str
 
 
 class FleetPlanner:
@@ -282,6 +305,8 @@ class FleetPlanner:
         self._wakeup = asyncio.Event()
         self._solve_lock = asyncio.Lock()
         self.last_pass_ok: float | None = None
+        self.history = PlanHistory()
+        self.published: Published | None = None
 
     # -- triggers -----------------------------------------------------------------------------
 
@@ -418,6 +443,17 @@ class FleetPlanner:
         for memory in memories:
             for key in set(memory) - live:
                 del memory[key]
+        self.history.keep_only(live)
+        self.published = Published(
+            snapshot=snapshot,
+            hardware=self.state.hardware,
+            statuses={
+                service_key(r): self.state.statuses.get(service_key(r)) or r.status
+                for r in snapshot.services
+            },
+            blocked={key: dict(blocks) for key, blocks in self.state.blocked.items()},
+            planned_at=utc_now(),
+        )
         if self.metrics is not None:
             self.metrics.update_fleet(self.service_samples(snapshot), snapshot.pools)
 
@@ -436,33 +472,27 @@ class FleetPlanner:
         hardware = [
             found for pool in snapshot.pools if (found := hardware_for(pool, gpupools)) is not None
         ]
-        current_plan = current_plan_from_status(snapshot.services)
+        self.state.hardware = tuple(hardware)
+        recorded = recorded_statuses(snapshot.services)
+        current_plan = current_plan_from_status(recorded)
         admission = snapshot.admission
         facts = snapshot.pool_facts
-        demands: list[ServiceDemand] = []
-        invalid: dict[ServiceKey, Outcome] = {}
-        for record in snapshot.services:
-            key = service_key(record)
-            problem = record.problem
-            if record.resource is not None:
-                try:
-                    demand = self.demand_builder(record.resource, hardware, current_plan, admission)
-                    blocks = self.active_blocks(key, snapshot)
-                    demands.append(stalls.without_blocked(demand, blocks))
-                    continue
-                except (InputError, ValueError) as error:
-                    problem = str(error)
-                except Exception as error:  # a defect must not stop everyone's planning
-                    logger.exception("building the demand of %s/%s failed", key.namespace, key.name)
-                    problem = f"gpumix could not plan this spec ({type(error).__name__}: {error})"
-            invalid[key] = Outcome(
-                record.generation, None, status.INVALID_SPEC, (problem or "invalid spec",), facts
-            )
+        generations = {service_key(r): r.generation for r in snapshot.services}
+
+        def build(key: ServiceKey, resource: LLMService) -> ServiceDemand:
+            demand = self.demand_builder(resource, hardware, current_plan, admission)
+            return stalls.without_blocked(demand, self.active_blocks(key, snapshot))
+
+        demands, problems = build_demands(services_to_plan(snapshot.services), build)
+        invalid = {
+            key: Outcome(generations.get(key), None, status.INVALID_SPEC, (problem,), facts)
+            for key, problem in problems.items()
+        }
         inputs = PlanningInputs(
             pools=tuple(h.pool for h in hardware),
             services=tuple(demands),
             current_plan=current_plan,
-            current_assignment=current_assignment_from_status(snapshot.services),
+            current_assignment=current_assignment_from_status(recorded),
         )
         fingerprint = inputs_fingerprint(inputs) + repr(sorted(invalid))
         if not force and fingerprint == self.state.fingerprint:
@@ -473,7 +503,6 @@ class FleetPlanner:
             self.state.written.clear()
             self.state.statuses.clear()
         self.state.next_periodic = self.monotonic() + self.config.planner_interval_seconds
-        generations = {service_key(r): r.generation for r in snapshot.services}
         outcomes: dict[ServiceKey, Outcome] = dict(invalid)
         if demands:
             outcomes.update(await self._solve(inputs, generations, facts))
@@ -639,6 +668,9 @@ class FleetPlanner:
                 old_summary, new_summary, old_cost, float(cost or 0), cause
             )
             self._post(record, events.PLAN_CHANGED, message, "Normal")
+            self.history.record(
+                key, PlanChange(now, message, cause, old_cost, float(cost or 0), record.generation)
+            )
         if outcome.plan is not None:
             self.state.facts_at_last_plan[key] = outcome.pool_facts
             self.state.peers_at_last_plan[key] = peers

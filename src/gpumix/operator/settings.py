@@ -32,6 +32,8 @@ class OperatorConfig:
     # Default prices and discovery label keys (the configuration file's pricing and discovery).
     inventory: InventorySettings = field(default_factory=InventorySettings)
     metrics_port: int | None = None  # None: no /metrics endpoint
+    api_port: int | None = None  # None: no plan/what-if API (the default)
+    api_whatif_time_limit_seconds: float = 10.0
     # The image and replicas of every LLMService's router (the configuration file's router).
     router: RouterOptions = field(default_factory=RouterOptions)
 

@@ -54,7 +54,12 @@ def test_the_diff_table_shows_the_replicas_that_move(
     [header] = [line for line in lines if line.startswith("team-a/chat")]
     assert "→" in header and "(+$" in header  # dearer without spot
     for entry in source.running[0].entries:
-        [row] = [line for line in lines if line.split()[:1] == [entry.pool]]
+        # a row is one configuration: pool and tensor-parallel size (a pool may hold several)
+        [row] = [
+            line
+            for line in lines
+            if line.split()[:1] == [entry.pool] and line.split()[3] == str(entry.tensor_parallel)
+        ]
         assert row.split()[-3:] == [str(entry.replicas), "0", f"-{entry.replicas}"]
 
 

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,65 +21,16 @@ from fastapi.testclient import TestClient
 from api_support import FixtureSource
 from gpumix.api import create_app
 from gpumix.api.server import start_api_server
+from gpumix.devcluster.browser import CHROMIUM, DashboardDOM, chromium
 from gpumix.planning import pool_hardware
 from gpumix.resources import GPUPool, LLMService, load_manifests
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
-
-
-class Rendered(HTMLParser):
-    """The fleet table's rows and the cost chart's bars, from Chromium's dumped DOM."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pool_rows: dict[str, list[str]] = {}
-        self.bars: dict[str, float] = {}
-        self.summary = ""
-        self.changes: set[str] = set()
-        self.whatif_text = ""
-        self._in_whatif = 0
-        self._row: str | None = None
-        self._cell: list[str] | None = None
-        self._in_summary = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = dict(attrs)
-        if tag == "tr" and found.get("data-pool"):
-            self._row = found["data-pool"]
-            self.pool_rows[self._row] = []
-        elif tag == "td" and self._row is not None:
-            self._cell = []
-        elif tag == "rect" and found.get("class") == "bar-plan":
-            self.bars[str(found["data-service"])] = float(str(found["data-cost"]))
-        elif tag == "span" and found.get("id") == "summary":
-            self._in_summary = True
-        if found.get("data-change"):
-            self.changes.add(str(found["data-change"]))
-        if tag == "div" and found.get("id") == "whatif-answer":
-            self._in_whatif = 1
-        elif self._in_whatif and tag == "div":
-            self._in_whatif += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td" and self._row is not None and self._cell is not None:
-            self.pool_rows[self._row].append("".join(self._cell))
-            self._cell = None
-        elif tag == "tr":
-            self._row = None
-        elif tag == "span":
-            self._in_summary = False
-        elif tag == "div" and self._in_whatif:
-            self._in_whatif -= 1
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-        if self._in_summary:
-            self.summary += data
-        if self._in_whatif:
-            self.whatif_text += data
+# CI installs chromium (.ci/run), so there a missing browser is a failure, not a skip
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (apt-get install chromium)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -106,34 +54,10 @@ def url(source: FixtureSource) -> Iterator[str]:
         server.stop()
 
 
-def chromium(profile: Path, url: str, *args: str) -> str:
-    assert CHROMIUM is not None
-    result = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",  # root in a container; the page is our own
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            f"--user-data-dir={profile}",
-            # Virtual time: the page's fetches and drawing finish before the DOM is taken.
-            "--virtual-time-budget=5000",
-            *args,
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
-
-
 def test_the_fleet_table_and_cost_chart_show_the_api_numbers(
     source: FixtureSource, url: str, tmp_path: Path
 ) -> None:
-    page = Rendered()
+    page = DashboardDOM()
     page.feed(chromium(tmp_path / "profile", url, "--dump-dom"))
 
     assert set(page.pool_rows) == {h.pool.name for h in source.pools}
@@ -164,7 +88,7 @@ def test_a_what_if_link_runs_and_shows_the_replicas_that_move(
 ) -> None:
     change = {"removedPools": ["l4-spot"]}
     link = f"{url}#whatif={quote(json.dumps(change))}"
-    page = Rendered()
+    page = DashboardDOM()
     page.feed(chromium(tmp_path / "profile", link, "--dump-dom"))
 
     with TestClient(create_app(source)) as client:

@@ -79,7 +79,11 @@ function drawCosts(services) {
       chart.append(svg("rect", { x: left, y: y + 19, height: 9,
         width: scale(service.baseline.costPerHour), class: "bar-baseline" }));
       label += ` vs ${money(service.baseline.costPerHour)} ${service.baseline.name}`;
-      if (service.savingsPercent !== null) label += ` (−${service.savingsPercent.toFixed(1)} %)`;
+      if (service.savingsPercent !== null) {
+        // 0 % shows as such, not as "−0.0 %"
+        const saved = service.savingsPercent;
+        label += saved >= 0.05 ? ` (−${saved.toFixed(1)} %)` : " (no saving)";
+      }
     }
     chart.append(svg("text", { x: left + scale(Math.max(service.costPerHour,
       service.baseline ? service.baseline.costPerHour : 0)) + 6, y: y + 16 }, label));

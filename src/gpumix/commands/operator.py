@@ -174,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=metrics_port or None,
         api_port=api_port,
         api_whatif_time_limit_seconds=file_config.api.whatif_time_limit_seconds,
+        prometheus_url=file_config.prometheus.url,
+        prometheus_interval_seconds=file_config.prometheus.interval_seconds,
+        prometheus_timeout_seconds=file_config.prometheus.timeout_seconds,
     )
     run_operator(operator_config)
     return 0

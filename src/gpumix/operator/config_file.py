@@ -1,6 +1,7 @@
 """The operator's configuration file (``gpumix operator --config``, or ``$GPUMIX_CONFIG``).
 
-The Helm chart renders it from its values (``pricing``, ``discovery``, ``metrics``, ``api``) into a
+The Helm chart renders it from its values (``pricing``, ``discovery``, ``metrics``, ``api``,
+``prometheus``) into a
 ConfigMap mounted at /etc/gpumix/config.yaml::
 
     pricing:
@@ -15,6 +16,10 @@ ConfigMap mounted at /etc/gpumix/config.yaml::
       enabled: false                  # off by default
       port: 8081
       whatifTimeLimitSeconds: 10      # solver time limit of one what-if
+    prometheus:                       # observed load, for LLMServices with autoscaling
+      url: http://prometheus:9090     # absent: autoscaling services keep their written demand
+      intervalSeconds: 15             # how often the load is read
+      timeoutSeconds: 5
     router:                           # every LLMService's `gpumix router` Deployment
       image: ghcr.io/gpumix/gpumix:0.1.0   # default: this version's image
       imagePullPolicy: IfNotPresent
@@ -105,6 +110,18 @@ class Api(CamelModel):
     whatif_time_limit_seconds: float = Field(default=10.0, gt=0, le=300)
 
 
+class Prometheus(CamelModel):
+    """Where the operator reads observed load (LLMServices with workload.autoscaling)."""
+
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="e.g. http://prometheus:9090",
+    )
+    interval_seconds: float = Field(default=15.0, ge=1, le=600)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
 class Router(CamelModel):
     image: str = Field(default=DEFAULT_ROUTER_IMAGE, min_length=1)
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
@@ -122,6 +139,7 @@ class ConfigFile(CamelModel):
     metrics: Metrics = Field(default_factory=Metrics)
     api: Api = Field(default_factory=Api)
     router: Router = Field(default_factory=Router)
+    prometheus: Prometheus = Field(default_factory=Prometheus)
 
     def inventory_settings(self) -> InventorySettings:
         return InventorySettings(
@@ -157,7 +175,8 @@ def parse_config(data: Any, source: str) -> ConfigFile:
         data = {}
     if not isinstance(data, Mapping):
         raise InputError(
-            "must be a mapping with pricing, discovery, metrics, api and router", source=source
+            "must be a mapping with pricing, discovery, metrics, api, router and prometheus",
+            source=source,
         )
     try:
         return ConfigFile.model_validate(data)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 PLAN_CHANGED = "PlanChanged"
+DEMAND_CHANGED = "DemandChanged"
 DEFAULT_WEIGHT_FORMAT = "bf16"
 
 
@@ -110,6 +111,7 @@ def change_cause(
     new_pools: Mapping[str, PoolFacts],
     old_peers: frozenset[str] | None = None,
     new_peers: frozenset[str] = frozenset(),
+    demand: str | None = None,
 ) -> str:
     """Why the plan of one service changed, from what changed in its inputs. ``*_peers`` are
     the other services planned jointly with it (namespace/name), at its last plan and now."""
@@ -122,6 +124,8 @@ def change_cause(
         causes.extend(pool_changes(old_pools, new_pools))
     if old_peers is not None:
         causes.extend(_peer_changes(old_peers, new_peers))
+    if demand:  # autoscaling: the observed load moved the demand
+        causes.append(demand)
     if not causes:
         causes.append("periodic re-plan" if old_pools is not None else "operator restarted")
     return "; ".join(causes)

@@ -21,8 +21,10 @@ from decimal import Decimal
 from typing import Any
 
 from gpumix import catalog
+from gpumix.autoscaling.prometheus import PrometheusLoadReader
 from gpumix.errors import InputError
 from gpumix.operator import events, indexes, inventory, manifests, reconcile, stalls, status
+from gpumix.operator.demand import DemandTracker
 from gpumix.operator.history import PlanChange, PlanHistory
 from gpumix.operator.kube import Kube, KubeError
 from gpumix.operator.metrics import OperatorMetrics, ServiceSample
@@ -70,6 +72,16 @@ def default_demand_builder(
     admission: NamespaceAdmission,
 ) -> ServiceDemand:
     return service_demand(service, pools, current_plan=current_plan, admission=admission)
+
+
+def default_demand_tracker(config: OperatorConfig) -> DemandTracker:
+    url = config.prometheus_url
+    reader = (
+        PrometheusLoadReader(url, timeout_seconds=config.prometheus_timeout_seconds)
+        if url
+        else None
+    )
+    return DemandTracker(reader, url=url)
 
 
 def utc_now() -> str:
@@ -265,6 +277,9 @@ class PlannerState:
     replan: bool = False
     # The pools as the solver saw them in the last pass (with their GPU figures).
     hardware: tuple[PoolHardware, ...] = ()
+    # Why an autoscaling service's demand moved, taken when it was planned on: the next plan
+    # change (or a DemandChanged event) reports it.
+    demand_causes: dict[ServiceKey, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -292,8 +307,10 @@ class FleetPlanner:
         solver: Solver = solve,
         monotonic: Callable[[], float] = time.monotonic,
         metrics: OperatorMetrics | None = None,
+        demand: DemandTracker | None = None,
     ):
         self.config = config
+        self.demand = demand if demand is not None else default_demand_tracker(config)
         self.metrics = metrics
         self.kube = kube
         self.indices = indices
@@ -323,6 +340,27 @@ class FleetPlanner:
 
     async def run(self) -> None:
         await self.started.wait()
+        sampler = asyncio.create_task(self.sample_load(), name="gpumix-load-sampler")
+        try:
+            await self._plan_forever()
+        finally:
+            sampler.cancel()
+
+    async def sample_load(self) -> None:
+        """Read the autoscaling services' load every interval; a demand that moved wakes the
+        planner. A failure here never stops planning: the services keep their last demand."""
+        while True:
+            try:
+                self.demand.sync(indexes.values(self.indices.get(indexes.SERVICES_INDEX)))
+                if await self.demand.sample():
+                    self.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("reading the observed load failed; keeping the last demand")
+            await asyncio.sleep(self.config.prometheus_interval_seconds)
+
+    async def _plan_forever(self) -> None:
         while True:
             await self._wait_for_work()
             force = self.monotonic() >= self.state.next_periodic
@@ -439,6 +477,7 @@ class FleetPlanner:
             self.state.blocked,
             self.state.facts_at_last_plan,
             self.state.peers_at_last_plan,
+            self.state.demand_causes,
         )
         for memory in memories:
             for key in set(memory) - live:
@@ -479,8 +518,15 @@ class FleetPlanner:
         facts = snapshot.pool_facts
         generations = {service_key(r): r.generation for r in snapshot.services}
 
+        self.demand.sync(snapshot.services)
+
         def build(key: ServiceKey, resource: LLMService) -> ServiceDemand:
-            demand = self.demand_builder(resource, hardware, current_plan, admission)
+            cause = self.demand.take_cause(key)
+            if cause is not None:
+                earlier = self.state.demand_causes.get(key)
+                self.state.demand_causes[key] = f"{earlier}; {cause}" if earlier else cause
+            planned = self.demand.planned(key, resource)
+            demand = self.demand_builder(planned, hardware, current_plan, admission)
             return stalls.without_blocked(demand, self.active_blocks(key, snapshot))
 
         demands, problems = build_demands(services_to_plan(snapshot.services), build)
@@ -644,6 +690,10 @@ class FleetPlanner:
             last_plan_time=last_plan_time,
             apply_error=apply_error,
             waiting_on=waiting_on or None,
+            observed_demand=self.demand.observed_status(
+                key, previous.observed_demand if previous else None
+            ),
+            metrics=self.demand.condition(key, record.generation),
         )
         new_status = status.build_status(view, previous, now)
         document = status.status_document(new_status)
@@ -663,6 +713,7 @@ class FleetPlanner:
                 new_pools=outcome.pool_facts,
                 old_peers=self.state.peers_at_last_plan.get(key),
                 new_peers=peers,
+                demand=self.state.demand_causes.pop(key, None),
             )
             message = events.plan_change_message(
                 old_summary, new_summary, old_cost, float(cost or 0), cause
@@ -670,6 +721,14 @@ class FleetPlanner:
             self._post(record, events.PLAN_CHANGED, message, "Normal")
             self.history.record(
                 key, PlanChange(now, message, cause, old_cost, float(cost or 0), record.generation)
+            )
+        elif outcome.plan is not None and key in self.state.demand_causes:
+            # The demand moved and the plan absorbs it as it is: say so once all the same.
+            self._post(
+                record,
+                events.DEMAND_CHANGED,
+                f"{self.state.demand_causes.pop(key)}; the plan is unchanged",
+                "Normal",
             )
         if outcome.plan is not None:
             self.state.facts_at_last_plan[key] = outcome.pool_facts

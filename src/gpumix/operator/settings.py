@@ -36,6 +36,10 @@ class OperatorConfig:
     api_whatif_time_limit_seconds: float = 10.0
     # The image and replicas of every LLMService's router (the configuration file's router).
     router: RouterOptions = field(default_factory=RouterOptions)
+    # Observed load for autoscaling LLMServices (the configuration file's prometheus).
+    prometheus_url: str | None = None
+    prometheus_interval_seconds: float = 15.0
+    prometheus_timeout_seconds: float = 5.0
 
     @property
     def clusterwide(self) -> bool:

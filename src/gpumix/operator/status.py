@@ -13,13 +13,14 @@ from decimal import Decimal
 from typing import Literal
 
 from gpumix.resources import Condition, LLMServiceStatus, PlanEntryStatus
-from gpumix.resources.llmservice import BaselineStatus
+from gpumix.resources.llmservice import BaselineStatus, ObservedDemandStatus
 
 READY = "Ready"
 PLANNED = "Planned"
 FEASIBLE = "Feasible"
 PROGRESSING = "Progressing"
-CONDITION_ORDER = (READY, PLANNED, FEASIBLE, PROGRESSING)
+METRICS_AVAILABLE = "MetricsAvailable"
+CONDITION_ORDER = (READY, PLANNED, FEASIBLE, PROGRESSING, METRICS_AVAILABLE)
 
 # Reasons of the Feasible condition when no plan was found (the solver's ReasonCode values, plus
 # the solver status for a time-limited search that found nothing).
@@ -72,6 +73,10 @@ class ServiceView:
     apply_error: str | None = None
     # Why planned Deployments are not ready, in the API's words (FailedScheduling, quota, ...).
     waiting_on: str | None = None
+    # Autoscaling only: the load observed and the demand planned, and whether the load could
+    # be read (the MetricsAvailable condition, absent without autoscaling).
+    observed_demand: ObservedDemandStatus | None = None
+    metrics: Condition | None = None
 
     @property
     def desired_replicas(self) -> int:
@@ -169,6 +174,10 @@ def build_status(
     conditions: tuple[Condition, ...] = tuple(previous.conditions) if previous else ()
     for condition in conditions_for(view):
         conditions = set_condition(conditions, condition, now)
+    if view.metrics is not None:
+        conditions = set_condition(conditions, view.metrics, now)
+    else:  # autoscaling turned off: the condition no longer describes anything
+        conditions = tuple(c for c in conditions if c.type != METRICS_AVAILABLE)
     return LLMServiceStatus(
         observed_generation=view.generation,
         conditions=list(conditions),
@@ -181,6 +190,7 @@ def build_status(
         savings_percent=view.savings_percent,
         reasons=list(view.messages),
         last_plan_time=view.last_plan_time,
+        observed_demand=view.observed_demand,
     )
 
 

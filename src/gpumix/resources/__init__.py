@@ -7,11 +7,13 @@ share one definition.
 from gpumix.resources.gpupool import CustomGPUSpec, GPUPool, GPUPoolSpec, GPUPoolStatus, Toleration
 from gpumix.resources.llmservice import (
     ArchitectureSpec,
+    AutoscalingSpec,
     CapacityType,
     LLMService,
     LLMServiceSpec,
     LLMServiceStatus,
     Objective,
+    ObservedDemandStatus,
     PlanEntryStatus,
     RequestClassSpec,
     WeightFormatName,
@@ -21,6 +23,7 @@ from gpumix.resources.meta import Condition, ObjectMeta
 
 __all__ = [
     "ArchitectureSpec",
+    "AutoscalingSpec",
     "CapacityType",
     "Condition",
     "CustomGPUSpec",
@@ -32,6 +35,7 @@ __all__ = [
     "LLMServiceStatus",
     "ObjectMeta",
     "Objective",
+    "ObservedDemandStatus",
     "PlanEntryStatus",
     "RequestClassSpec",
     "Resource",

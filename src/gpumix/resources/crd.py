@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from gpumix.resources.gpupool import GPUPoolSpec, GPUPoolStatus
 from gpumix.resources.llmservice import (
+    AUTOSCALING_MIN_ABOVE_MAX,
     ENV_VALUE_OR_VALUE_FROM,
     MAX_THROUGHPUT_NEEDS_BUDGET,
     MODEL_CACHE_ONE_VOLUME,
@@ -168,6 +169,14 @@ def llmservice_crd() -> dict[str, Any]:
         },
     ]
     _add_serving_rules(spec_schema["properties"]["serving"])
+    autoscaling = spec_schema["properties"]["workload"]["properties"]["autoscaling"]
+    autoscaling["x-kubernetes-validations"] = [
+        {
+            "rule": "!has(self.minRequestsPerSecond) || !has(self.maxRequestsPerSecond) || "
+            "double(self.minRequestsPerSecond) <= double(self.maxRequestsPerSecond)",
+            "message": AUTOSCALING_MIN_ABOVE_MAX,
+        }
+    ]
     return _crd(
         kind="LLMService",
         plural="llmservices",
@@ -181,6 +190,18 @@ def llmservice_crd() -> dict[str, Any]:
             {"name": "Replicas", "type": "string", "jsonPath": ".status.replicas"},
             {"name": "Cost/h", "type": "string", "jsonPath": ".status.costPerHour"},
             {"name": "Ready", "type": "string", "jsonPath": _condition_printer("Ready")},
+            {
+                "name": "Load",
+                "type": "string",
+                "description": "Requests/s observed now (autoscaling only)",
+                "jsonPath": ".status.observedDemand.requestsPerSecond",
+            },
+            {
+                "name": "Planned",
+                "type": "string",
+                "description": "Requests/s the plan is sized for (autoscaling only)",
+                "jsonPath": ".status.observedDemand.plannedRequestsPerSecond",
+            },
             {
                 "name": "Savings",
                 "type": "string",

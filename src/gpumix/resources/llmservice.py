@@ -99,13 +99,64 @@ class RequestClassSpec(CamelModel):
 DEFAULT_CLASSES = [RequestClassSpec(name="default", input_tokens=512, output_tokens=256, share=100)]
 
 
+AUTOSCALING_MIN_ABOVE_MAX = "minRequestsPerSecond must not exceed maxRequestsPerSecond"
+
+
+class AutoscalingSpec(CamelModel):
+    """Plan on the load observed in Prometheus instead of the written demand.
+
+    HPA's semantics, on requests/s: a scale-up needs the load above the band for the whole
+    up-stabilisation window, a scale-down takes the highest load of the down-stabilisation
+    window, and nothing moves inside the tolerance band.
+    """
+
+    enabled: bool = Field(default=False, description="Plan on the observed load.")
+    min_requests_per_second: DecimalString = Field(
+        default=Decimal("0.1"),
+        description="Floor of the demand planned for, whatever the load (a decimal string).",
+    )
+    max_requests_per_second: DecimalString | None = Field(
+        default=None,
+        description="Ceiling of the demand planned for (a decimal string); absent = no ceiling.",
+    )
+    scale_up_stabilization_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="Seconds the load must stay above the band before the plan grows.",
+    )
+    scale_down_stabilization_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="The plan shrinks to the highest load seen over this many seconds.",
+    )
+    tolerance_percent: int = Field(
+        default=15,
+        ge=0,
+        le=100,
+        description="Load within this percentage of the planned demand changes nothing; the "
+        "request mix moves when its classes' shares shift by more than this many points.",
+    )
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> AutoscalingSpec:
+        ceiling = self.max_requests_per_second
+        if ceiling is not None and self.min_requests_per_second > ceiling:
+            raise ValueError(AUTOSCALING_MIN_ABOVE_MAX)
+        return self
+
+
 class WorkloadSpec(CamelModel):
     requests_per_second: DecimalString = Field(
         description="Total demand in requests/s (MinCost) or the reference demand "
-        "(MaxThroughput), as a decimal string."
+        "(MaxThroughput), as a decimal string. With autoscaling: the starting point."
     )
     headroom_percent: int = Field(
         default=20, ge=0, le=1000, description="Capacity planned above demand, in percent."
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="Plan on the load observed in Prometheus (off when absent)."
     )
     classes: list[RequestClassSpec] = Field(
         default=DEFAULT_CLASSES,
@@ -394,6 +445,21 @@ class BaselineStatus(CamelModel):
     cost_per_hour: DecimalString
 
 
+class ObservedDemandStatus(CamelModel):
+    requests_per_second: DecimalString = Field(
+        description="Load observed now: the larger of the 1 m and 5 m request rates."
+    )
+    planned_requests_per_second: DecimalString = Field(
+        description="Demand the plan is sized for (before headroom)."
+    )
+    class_shares: dict[str, str] = Field(
+        default_factory=dict, description="Share of each request class in the planned demand."
+    )
+    source: str = Field(description="Where the load was read: router, or vllm (fallback).")
+    window_seconds: int = Field(description="The rate window of the observed load.")
+    time: str = Field(description="When the load was last read.")
+
+
 class LLMServiceStatus(CamelModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(
@@ -416,6 +482,9 @@ class LLMServiceStatus(CamelModel):
     )
     reasons: list[str] = Field(default_factory=list, description="Planner messages.")
     last_plan_time: str | None = None
+    observed_demand: ObservedDemandStatus | None = Field(
+        default=None, description="With autoscaling: the load observed and the demand planned."
+    )
 
 
 class LLMService(CamelModel):

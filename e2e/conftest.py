@@ -58,7 +58,9 @@ def operator(
     dev_cluster: DevCluster, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     process = OperatorProcess(
-        dev_cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log"
+        dev_cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        prometheus_url=dev_cluster.prometheus_url,
     )
     process.start()
     try:

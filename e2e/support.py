@@ -131,9 +131,14 @@ def is_ready(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any] | No
 class OperatorProcess:
     """`gpumix operator` as a child process with its log in a file."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path):
+    def __init__(self, kubeconfig: Path, log_path: Path, prometheus_url: str | None = None):
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        # The dev cluster's Prometheus, read every 5 s (one scrape interval) for the
+        # autoscaling services; no other service reads it.
+        self.config_path = log_path.with_name("operator-config.yaml")
+        prometheus = {"url": prometheus_url, "intervalSeconds": 5} if prometheus_url else {}
+        self.config_path.write_text(json.dumps({"prometheus": prometheus} if prometheus else {}))
         self.metrics_port = free_port()
         # kopf reads port 0 as "no port given" and binds 80, which two runs on one machine
         # would share; a probed free port keeps every operator's health endpoint its own.
@@ -151,6 +156,8 @@ class OperatorProcess:
                     "-m",
                     "gpumix.cli",
                     "operator",
+                    "--config",
+                    str(self.config_path),
                     "--liveness",
                     f"http://127.0.0.1:{self.liveness_port}/healthz",
                     "--planner-interval",

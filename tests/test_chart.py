@@ -592,3 +592,26 @@ def test_the_plan_api_is_off_by_default_and_never_a_load_balancer(tmp_path: Path
     [container] = one(enabled, "Deployment")["spec"]["template"]["spec"]["containers"]
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports["api"] == 8181 and ports["metrics"] != 8181
+
+
+@needs_helm
+def test_the_chart_points_the_operator_at_an_existing_prometheus_without_more_rbac(
+    tmp_path: Path,
+) -> None:
+    from gpumix.operator.config_file import parse_config
+
+    def config(objects: list[dict[str, Any]]) -> Any:
+        return parse_config(yaml.safe_load(one(objects, "ConfigMap")["data"]["config.yaml"]), "")
+
+    def rbac(objects: list[dict[str, Any]]) -> list[Any]:
+        kinds = ("ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding")
+        return [obj.get("rules") for kind in kinds for obj in of_kind(objects, kind)]
+
+    default = render()
+    assert config(default).prometheus.url is None
+    url = "http://prometheus-operated.monitoring:9090"
+    pointed = render(values={"prometheus": {"url": url, "intervalSeconds": 30}}, tmp=tmp_path)
+    assert config(pointed).prometheus.url == url
+    assert config(pointed).prometheus.interval_seconds == 30
+    # Reading Prometheus is plain HTTP: not one Kubernetes right more.
+    assert rbac(pointed) == rbac(default)

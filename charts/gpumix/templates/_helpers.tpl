@@ -83,6 +83,11 @@ api:
   enabled: {{ .Values.api.enabled }}
   port: {{ .Values.api.port }}
   whatifTimeLimitSeconds: {{ .Values.api.whatifTimeLimitSeconds }}
+{{- with .Values.prometheus.url }}
+prometheus:
+  url: {{ . | quote }}
+  intervalSeconds: {{ $.Values.prometheus.intervalSeconds }}
+{{- end }}
 router:
   image: {{ include "gpumix.image" . | quote }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}

@@ -1,0 +1,264 @@
+"""Autoscaling from observed load, end to end: the router counts requests per class, the real
+Prometheus scrapes it, the operator reads the rates, re-plans and migrates, and the simulators
+serve through it all (kwok and the simulator stand in for GPUs and vLLM; every request goes to
+127.0.0.0/8, bounded in count and time).
+
+One LLMService lives through the scenarios of issue 13 in order: 1x its written demand, a step
+to 2x, a step back to 1x, then Prometheus stopped. Short stabilisation windows keep the run to
+minutes; the semantics are the defaults' (HPA's), only scaled down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from gpumix.devcluster.cluster import DevCluster
+from gpumix.devcluster.loadgen import RequestClass, Result, run_load
+from support import Kubectl, OperatorProcess, condition, is_ready, wait_for
+from test_routing_e2e import healthy, router_urls
+
+NAME = "auto"
+WRITTEN_RPS = 4.0
+UP_SECONDS, DOWN_SECONDS, TOLERANCE = 15, 90, 15
+TTFT_SECONDS, TPOT_SECONDS = 1.0, 0.1
+CLASSES = [
+    {"name": "chat", "inputTokens": 256, "outputTokens": 32, "share": 70},
+    {"name": "rag", "inputTokens": 2048, "outputTokens": 32, "share": 30},
+]
+# Phases of the load: (name, requests/s, seconds).
+BEFORE = ("1x", WRITTEN_RPS, 50.0)
+STEP_UP = ("2x", 2 * WRITTEN_RPS, 120.0)
+STEP_DOWN = ("back to 1x", WRITTEN_RPS, 180.0)
+
+
+def autoscaled_service(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "gpumix.io/v1alpha1",
+        "kind": "LLMService",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "maxModelLen": 8192},
+            "workload": {
+                "requestsPerSecond": str(WRITTEN_RPS),
+                "headroomPercent": 20,
+                "classes": CLASSES,
+                "autoscaling": {
+                    "enabled": True,
+                    "minRequestsPerSecond": "1",
+                    "maxRequestsPerSecond": "40",
+                    "scaleUpStabilizationSeconds": UP_SECONDS,
+                    "scaleDownStabilizationSeconds": DOWN_SECONDS,
+                    "tolerancePercent": TOLERANCE,
+                },
+            },
+            "slo": {
+                "ttftMilliseconds": int(TTFT_SECONDS * 1000),
+                "tpotMilliseconds": int(TPOT_SECONDS * 1000),
+            },
+            "placement": {"capacityTypes": ["on-demand"], "minReplicas": 1},
+        },
+    }
+
+
+@dataclass
+class Observation:
+    at: float  # seconds since the load started
+    planned: float | None
+    load: float | None
+    cost: float
+    ready: bool
+    metrics: str  # MetricsAvailable status/reason
+    plan: tuple[tuple[str, int], ...]  # (deployment, replicas)
+
+
+@dataclass
+class Timeline:
+    started: float = field(default_factory=time.monotonic)
+    observations: list[Observation] = field(default_factory=list)
+    phase_starts: dict[str, float] = field(default_factory=dict)
+    results: dict[str, list[Result]] = field(default_factory=dict)
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+    def during(self, start: float, end: float) -> list[Observation]:
+        return [o for o in self.observations if start <= o.at < end]
+
+
+def observe(kubectl: Kubectl, namespace: str, timeline: Timeline) -> Observation:
+    service = kubectl.json("llmsvc", NAME, "-n", namespace)
+    status = service.get("status") or {}
+    observed = status.get("observedDemand") or {}
+    metrics = condition(service, "MetricsAvailable")
+    ready = condition(service, "Ready").get("status") == "True"
+    return Observation(
+        at=timeline.now(),
+        planned=float(observed["plannedRequestsPerSecond"]) if observed else None,
+        load=float(observed["requestsPerSecond"]) if observed else None,
+        cost=float(status.get("costPerHour") or 0),
+        ready=ready,
+        metrics=f"{metrics.get('status')}/{metrics.get('reason')}",
+        plan=tuple(sorted((e["deployment"], e["replicas"]) for e in status.get("plan", []))),
+    )
+
+
+def load_classes() -> list[RequestClass]:
+    return [
+        RequestClass(c["name"], c["inputTokens"], c["outputTokens"], float(c["share"]))
+        for c in CLASSES
+    ]
+
+
+def run_phases(urls: list[str], phases: list[tuple[str, float, float]], timeline: Timeline) -> None:
+    for seed, (name, rate, seconds) in enumerate(phases):
+        timeline.phase_starts[name] = timeline.now()
+        timeline.results[name] = asyncio.run(
+            run_load(
+                urls,
+                load_classes(),
+                rate=rate,
+                duration=seconds,
+                max_requests=int(rate * seconds * 1.5),
+                model=NAME,
+                seed=seed,
+            )
+        )
+
+
+def attainment(results: list[Result]) -> float:
+    return sum(r.meets(TTFT_SECONDS, TPOT_SECONDS) for r in results) / max(len(results), 1)
+
+
+def failures(results: list[Result]) -> Counter[int]:
+    return Counter(r.status for r in results if r.status != 200)
+
+
+@pytest.fixture
+def autoscaled(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> tuple[str, list[str]]:
+    kubectl.apply(autoscaled_service(namespace))
+    wait_for(f"LLMService {NAME} Ready", lambda: is_ready(kubectl, namespace, NAME))
+    urls = wait_for("the router pods", lambda: router_urls(kubectl, namespace, NAME))
+    wait_for("the routers synced with the API", lambda: healthy(urls))
+    return namespace, urls
+
+
+def test_load_steps_move_the_plan_and_a_metrics_outage_keeps_it(
+    autoscaled: tuple[str, list[str]], kubectl: Kubectl, dev_cluster: DevCluster
+) -> None:
+    namespace, urls = autoscaled
+    timeline = Timeline()
+    phases = [BEFORE, STEP_UP, STEP_DOWN]
+    load = threading.Thread(target=run_phases, args=(urls, phases, timeline), daemon=True)
+    load.start()
+    while load.is_alive():
+        timeline.observations.append(observe(kubectl, namespace, timeline))
+        time.sleep(2)
+    load.join()
+
+    up_at = timeline.phase_starts[STEP_UP[0]]
+    down_at = timeline.phase_starts[STEP_DOWN[0]]
+    end = timeline.now()
+    first_plan = timeline.observations[0].plan
+    before = timeline.during(0, up_at)
+    # 2x: the first moment the plan is sized for at least the new load less the tolerance,
+    # and the first moment after that when every planned replica is Ready.
+    grown = next(
+        (o for o in timeline.during(up_at, down_at)
+         if o.planned and o.planned >= 2 * WRITTEN_RPS * (1 - TOLERANCE / 100)),
+        None,
+    )  # fmt: skip
+    assert grown is not None, f"the plan never grew to 2x: {timeline.during(up_at, down_at)}"
+    ready_again = next(
+        (o for o in timeline.during(grown.at, end) if o.ready and o.plan == grown.plan), None
+    )
+    assert ready_again is not None, "the grown plan never became Ready"
+    peak = max(o.planned or 0 for o in timeline.during(up_at, down_at + 1))
+    peak_cost = max(o.cost for o in timeline.during(up_at, down_at + 1))
+    # Back to 1x: nothing shrinks before the down-stabilisation window has passed ...
+    early = timeline.during(down_at, down_at + DOWN_SECONDS)
+    assert all((o.planned or 0) >= peak for o in early if o.at > grown.at), early
+    # ... and then a cheaper plan.
+    late = timeline.during(down_at + DOWN_SECONDS, end)
+    shrunk = next((o for o in late if (o.planned or peak) < peak and o.cost < peak_cost), None)
+
+    results = timeline.results
+    transition = [r for r in results[STEP_UP[0]] if r.sent_at < ready_again.at - up_at]
+    settled = [r for r in results[STEP_UP[0]] if r.sent_at >= ready_again.at - up_at]
+    summary = {
+        "before (1x)": attainment(results[BEFORE[0]]),
+        "2x, until the new plan is Ready": attainment(transition),
+        "2x, after": attainment(settled),
+        "back to 1x": attainment(results[STEP_DOWN[0]]),
+    }
+    print(
+        f"\nplanned demand {before[-1].planned} req/s at 1x (written {WRITTEN_RPS}); "
+        f"2x step at t={up_at:.0f} s: planned {grown.planned} at +{grown.at - up_at:.0f} s, "
+        f"its pods Ready at +{ready_again.at - up_at:.0f} s (peak {peak} req/s, "
+        f"${peak_cost:.2f}/h); back to 1x at t={down_at:.0f} s: "
+        + (
+            f"a cheaper plan ({shrunk.planned} req/s, ${shrunk.cost:.2f}/h) at "
+            f"+{shrunk.at - down_at:.0f} s"
+            if shrunk
+            else "no cheaper plan yet"
+        )
+        + f"\nSLO attainment (TTFT <= {TTFT_SECONDS}s, TPOT <= {TPOT_SECONDS}s): {summary}"
+        + f"\nplan changes: {len({o.plan for o in timeline.observations})} plans; "
+        f"first {first_plan}, last {timeline.observations[-1].plan}"
+    )
+    assert all(o.plan == first_plan for o in before), "the plan moved at a steady 1x load"
+    assert shrunk is not None, f"no cheaper plan after the down window: {late[-5:]}"
+    for phase, served in results.items():
+        assert not failures(served), f"{phase}: requests failed {dict(failures(served))}"
+    assert summary["2x, after"] > summary["2x, until the new plan is Ready"] or (
+        summary["2x, until the new plan is Ready"] >= 0.9
+    ), summary
+
+    events = kubectl.run(
+        "get", "events", "-n", namespace, "--field-selector",
+        f"involvedObject.name={NAME},reason=PlanChanged", "-o", "jsonpath={.items[*].message}",
+    )  # fmt: skip
+    assert "req/s (1 m rate)" in events, events
+    columns = kubectl.run("get", "llmsvc", NAME, "-n", namespace)
+    assert "LOAD" in columns and "PLANNED" in columns, columns
+
+    # Prometheus stopped: the service keeps serving on its last plan and says why.
+    held = observe(kubectl, namespace, timeline)
+    assert dev_cluster.stop_prometheus()
+    try:
+        outage = threading.Thread(
+            target=run_phases, args=(urls, [("outage", WRITTEN_RPS, 30.0)], timeline)
+        )
+        outage.start()
+        said = wait_for(
+            "MetricsAvailable=False while Prometheus is down",
+            lambda: (
+                (o := observe(kubectl, namespace, timeline)).metrics
+                == "False/PrometheusUnavailable"
+                and o
+            ),
+            timeout=30,
+        )
+        message = condition(kubectl.json("llmsvc", NAME, "-n", namespace), "MetricsAvailable")
+        outage.join()
+        after_outage = observe(kubectl, namespace, timeline)
+    finally:
+        dev_cluster.start_prometheus()
+    assert said.plan == held.plan and after_outage.plan == held.plan
+    assert after_outage.planned == held.planned
+    assert not failures(timeline.results["outage"]), failures(timeline.results["outage"])
+    print(f"during the outage: {message.get('message')}")
+    assert "planning for the last demand" in message.get("message", ""), message
+    wait_for(
+        "MetricsAvailable=True once Prometheus is back",
+        lambda: observe(kubectl, namespace, timeline).metrics == "True/LoadObserved",
+        timeout=60,
+    )

@@ -86,8 +86,8 @@ class BaselineView(CamelModel):
 
 
 class DemandView(CamelModel):
-    """The demand the plan is sized for. ``observedRequestsPerSecond`` is null until the
-    operator reads load from Prometheus (autoscaling)."""
+    """The demand the plan is sized for. With autoscaling, the plan and the shares follow the
+    observed load; ``observedRequestsPerSecond`` is null without autoscaling."""
 
     requests_per_second: float = Field(description="spec.workload.requestsPerSecond.")
     headroom_percent: float

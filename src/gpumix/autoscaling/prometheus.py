@@ -71,8 +71,10 @@ class PrometheusLoadReader:
         self.timeout_seconds = timeout_seconds
         # One quick retry: a reading that fails is simply the last one kept, and the next is
         # seconds away; urllib3's default backoff would hold the thread for much longer.
+        # The timeout as given: requests takes seconds as a float, and int() would turn a
+        # sub-second timeout into 0, which urllib3 refuses (a ValueError out of every read).
         self._client = PrometheusConnect(
-            self.url, retry=Retry(total=1, backoff_factor=0.1), timeout=int(timeout_seconds)
+            self.url, retry=Retry(total=1, backoff_factor=0.1), timeout=timeout_seconds
         )
 
     def _query(self, promql: str, at: float) -> list[dict[str, Any]]:

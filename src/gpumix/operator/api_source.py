@@ -55,17 +55,26 @@ def _entries(recorded: LLMServiceStatus | None) -> list[PlanEntryView]:
     ]
 
 
-def _demand(resource: LLMService | None) -> DemandView | None:
+def _demand(
+    resource: LLMService | None, recorded: LLMServiceStatus | None
+) -> DemandView | None:
     if resource is None:
         return None
     workload = resource.spec.workload
     total_share = sum(c.share for c in workload.classes) or 1
     rps = float(workload.requests_per_second)
+    shares = {c.name: round(c.share / total_share, 4) for c in workload.classes}
+    observed = recorded.observed_demand if recorded is not None else None
+    planned_for = rps
+    if observed is not None:  # autoscaling: the plan is sized for the tracked demand
+        planned_for = float(observed.planned_requests_per_second)
+        shares = {name: round(float(share), 4) for name, share in observed.class_shares.items()}
     return DemandView(
         requests_per_second=rps,
         headroom_percent=workload.headroom_percent,
-        planned_requests_per_second=round(rps * (1 + workload.headroom_percent / 100), 4),
-        class_shares={c.name: round(c.share / total_share, 4) for c in workload.classes},
+        planned_requests_per_second=round(planned_for * (1 + workload.headroom_percent / 100), 4),
+        class_shares=shares,
+        observed_requests_per_second=float(observed.requests_per_second) if observed else None,
     )
 
 
@@ -157,7 +166,7 @@ class PlannerSource:
                     conditions=list(recorded.conditions) if recorded else [],
                     reasons=list(recorded.reasons) if recorded else [],
                     last_plan_time=recorded.last_plan_time if recorded else None,
-                    demand=_demand(record.resource),
+                    demand=_demand(record.resource, recorded),
                     plan_changes=[
                         PlanChangeView(
                             time=change.time,
@@ -192,6 +201,7 @@ class PlannerSource:
         self, blocked: Mapping[ServiceKey, Mapping[str, stalls.PoolBlock]]
     ) -> DemandBuilder:
         build = self.planner.demand_builder
+        tracker = self.planner.demand
 
         def demand(
             key: ServiceKey,
@@ -200,7 +210,9 @@ class PlannerSource:
             current_plan: CurrentPlan,
             admission: NamespaceAdmission,
         ) -> ServiceDemand:
-            found = build(resource, pools, current_plan, admission)
+            # An autoscaling service is planned on its observed demand, what-ifs included.
+            planned = tracker.planned(key, resource)
+            found = build(planned, pools, current_plan, admission)
             return stalls.without_blocked(found, blocked.get(key, {}))
 
         return demand

@@ -223,8 +223,16 @@ class DemandTracker:
     # -- what the planner reads -------------------------------------------------------------
 
     def planned(self, key: ServiceKey, service: LLMService) -> LLMService:
+        """``service`` with its tracked demand; unchanged when it does not autoscale, or when
+        its written demand is not the one tracked (a what-if that edits it, or an edit the
+        tracker has not synced yet: the written demand is then the new starting point)."""
         tracked = self._tracked.get(key)
-        return service if tracked is None else with_demand(service, tracked.autoscaler.demand)
+        autoscaling = service.spec.workload.autoscaling
+        if tracked is None or autoscaling is None or not autoscaling.enabled:
+            return service
+        if written_demand(service) != tracked.written:
+            return service
+        return with_demand(service, tracked.autoscaler.demand)
 
     def demand(self, key: ServiceKey) -> Demand | None:
         tracked = self._tracked.get(key)

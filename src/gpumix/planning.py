@@ -8,6 +8,7 @@ InputError naming the file and field, or recorded as a spec problem the solver r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from gpumix.solver.candidates import (
     generate,
     prune_dominated,
 )
-from gpumix.solver.model import Objective
+from gpumix.solver.model import Candidate, Objective
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +244,13 @@ def request_classes(service: LLMService) -> tuple[RequestClass, ...]:
     )
 
 
+def scaled(candidate: Candidate, factor: float) -> Candidate:
+    if factor == 1.0:
+        return candidate
+    throughput = {name: rate * factor for name, rate in candidate.throughput_rps.items()}
+    return dataclasses.replace(candidate, throughput_rps=throughput)
+
+
 def service_demand(
     service: LLMService,
     pools: Sequence[PoolHardware],
@@ -251,7 +259,11 @@ def service_demand(
     current_plan: CurrentPlan | None = None,
     source: str | None = None,
     admission: NamespaceAdmission | None = None,
+    capacity_factors: Mapping[tuple[str, int, str], float] | None = None,
 ) -> ServiceDemand:
+    """``capacity_factors`` ((GPU type, TP, weight format) -> factor) scale the candidates'
+    throughputs, before dominated ones are pruned: a de-rated configuration may no longer
+    dominate the one it used to."""
     spec = service.spec
     where = f"{source}: LLMService {service.metadata.name}" if source else None
     architecture = (
@@ -317,6 +329,14 @@ def service_demand(
         weight_formats=tuple(sorted({WeightFormat(f.value) for f in spec.model.weight_formats})),
     )
     found = generate(search, allowed, profiles)
+    candidates = found.candidates
+    if capacity_factors:
+        gpu_of_pool = {hardware.pool.name: hardware.gpu.name for hardware in allowed}
+        candidates = tuple(
+            scaled(c, capacity_factors.get((gpu_of_pool[c.pool], c.tensor_parallel,
+                                            c.weight_format), 1.0))
+            for c in candidates
+        )  # fmt: skip
     keep: set[ConfigKey] = set()
     for (service_key, config_key), replicas in (current_plan or {}).items():
         if (service_key.namespace, service_key.name) == (namespace, service.metadata.name) and (
@@ -328,7 +348,7 @@ def service_demand(
         namespace=namespace,
         name=service.metadata.name,
         classes=classes,
-        candidates=prune_dominated(found.candidates, keep),
+        candidates=prune_dominated(candidates, keep),
         objective=Objective(spec.objective.value),
         max_cost_per_hour=float(budget) if budget is not None else None,
         min_replicas=placement.min_replicas,

@@ -27,6 +27,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from gpumix.autoscaling.calibration import LiveLatency
 from gpumix.autoscaling.recommend import LoadSample
 
 ServiceName = tuple[str, str]  # (namespace, name)
@@ -49,12 +50,47 @@ VLLM_PROMPT_BUCKETS = (
     '(rate(vllm:request_prompt_tokens_bucket{component="inference-server"}[5m]))'
 )
 WINDOWS = ("1m", "5m")
+# Per configuration of each service, over the calibration window.
+CONFIGURATION = "namespace, service, gpu_type, tensor_parallel, weight_format"
+VLLM = '{{component="inference-server"}}'
+LATENCY_QUERIES = {
+    "requests": f"sum by ({CONFIGURATION}) "
+    f"(increase(vllm:request_time_per_output_token_seconds_count{VLLM}[{{window}}]))",
+    "tpot": f"sum by ({CONFIGURATION}) "
+    f"(rate(vllm:request_time_per_output_token_seconds_sum{VLLM}[{{window}}])) / "
+    f"sum by ({CONFIGURATION}) "
+    f"(rate(vllm:request_time_per_output_token_seconds_count{VLLM}[{{window}}]))",
+    "batch": f"avg by ({CONFIGURATION}) "
+    f"(avg_over_time(vllm:num_requests_running{VLLM}[{{window}}]))",
+    "input": f"sum by ({CONFIGURATION}) (rate(vllm:request_prompt_tokens_sum{VLLM}[{{window}}]))"
+    f" / sum by ({CONFIGURATION}) (rate(vllm:request_prompt_tokens_count{VLLM}[{{window}}]))",
+    "output": f"sum by ({CONFIGURATION}) "
+    f"(rate(vllm:request_generation_tokens_sum{VLLM}[{{window}}])) / "
+    f"sum by ({CONFIGURATION}) (rate(vllm:request_generation_tokens_count{VLLM}[{{window}}]))",
+}
 
 
 @dataclass(frozen=True)
 class ClassShape:
     name: str
     input_tokens: int
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    """One configuration of one service, as its pods' labels name it."""
+
+    service: ServiceName
+    gpu_type: str
+    tensor_parallel: int
+    weight_format: str
+    live: LiveLatency
+
+
+@dataclass(frozen=True)
+class LatencyReading:
+    rows: tuple[LatencyRow, ...]
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +125,42 @@ class PrometheusLoadReader:
             return LoadReading({}, f"Prometheus at {self.url} is unreachable: {_short(error)}")
         except PrometheusApiClientException as error:
             return LoadReading({}, f"Prometheus at {self.url} refused a query: {_short(error)}")
+
+    def read_latencies(self, at: float, window: str = "5m") -> LatencyReading:
+        """Every configuration's mean TPOT, batch and request shape over ``window``."""
+        try:
+            values = {
+                name: {
+                    _configuration(row): _value(row)
+                    for row in self._query(q.format(window=window), at)
+                }
+                for name, q in LATENCY_QUERIES.items()
+            }
+        except requests.RequestException as error:
+            return LatencyReading((), f"Prometheus at {self.url} is unreachable: {_short(error)}")
+        except PrometheusApiClientException as error:
+            return LatencyReading((), f"Prometheus at {self.url} refused a query: {_short(error)}")
+        rows = []
+        for configuration, tpot in values["tpot"].items():
+            service, gpu_type, tensor_parallel, weight_format = configuration
+            if not gpu_type or not tensor_parallel.isdigit() or not weight_format:
+                continue  # not a pod gpumix labelled
+            rows.append(
+                LatencyRow(
+                    service=service,
+                    gpu_type=gpu_type,
+                    tensor_parallel=int(tensor_parallel),
+                    weight_format=weight_format,
+                    live=LiveLatency(
+                        requests=values["requests"].get(configuration, 0.0),
+                        mean_batch=values["batch"].get(configuration, 0.0),
+                        mean_tpot_seconds=tpot,
+                        mean_input_tokens=values["input"].get(configuration, 0.0),
+                        mean_output_tokens=values["output"].get(configuration, 0.0),
+                    ),
+                )
+            )
+        return LatencyReading(tuple(sorted(rows, key=lambda row: (row.service, row.gpu_type))))
 
     def _read(
         self, at: float, classes: Mapping[ServiceName, Sequence[ClassShape]]
@@ -180,6 +252,16 @@ def _at_or_below(cumulative: Mapping[float, float], tokens: float) -> float:
 def _service(row: Mapping[str, Any]) -> ServiceName:
     labels = row.get("metric", {})
     return (str(labels.get("namespace", "")), str(labels.get("service", "")))
+
+
+def _configuration(row: Mapping[str, Any]) -> tuple[ServiceName, str, str, str]:
+    labels = row.get("metric", {})
+    return (
+        _service(row),
+        str(labels.get("gpu_type", "")),
+        str(labels.get("tensor_parallel", "")),
+        str(labels.get("weight_format", "")),
+    )
 
 
 def _value(row: Mapping[str, Any]) -> float:

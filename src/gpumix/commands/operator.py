@@ -177,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         prometheus_url=file_config.prometheus.url,
         prometheus_interval_seconds=file_config.prometheus.interval_seconds,
         prometheus_timeout_seconds=file_config.prometheus.timeout_seconds,
+        calibration_enabled=file_config.calibration.enabled,
     )
     run_operator(operator_config)
     return 0

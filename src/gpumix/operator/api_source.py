@@ -55,9 +55,7 @@ def _entries(recorded: LLMServiceStatus | None) -> list[PlanEntryView]:
     ]
 
 
-def _demand(
-    resource: LLMService | None, recorded: LLMServiceStatus | None
-) -> DemandView | None:
+def _demand(resource: LLMService | None, recorded: LLMServiceStatus | None) -> DemandView | None:
     if resource is None:
         return None
     workload = resource.spec.workload

@@ -20,6 +20,8 @@ ConfigMap mounted at /etc/gpumix/config.yaml::
       url: http://prometheus:9090     # absent: autoscaling services keep their written demand
       intervalSeconds: 15             # how often the load is read
       timeoutSeconds: 5
+    calibration:                      # capacity factors from live latencies (needs prometheus)
+      enabled: true
     router:                           # every LLMService's `gpumix router` Deployment
       image: ghcr.io/gpumix/gpumix:0.1.0   # default: this version's image
       imagePullPolicy: IfNotPresent
@@ -122,6 +124,12 @@ class Prometheus(CamelModel):
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
 
+class Calibration(CamelModel):
+    """Capacity factors learnt from the live latencies in Prometheus."""
+
+    enabled: bool = Field(default=True, strict=True)
+
+
 class Router(CamelModel):
     image: str = Field(default=DEFAULT_ROUTER_IMAGE, min_length=1)
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
@@ -140,6 +148,7 @@ class ConfigFile(CamelModel):
     api: Api = Field(default_factory=Api)
     router: Router = Field(default_factory=Router)
     prometheus: Prometheus = Field(default_factory=Prometheus)
+    calibration: Calibration = Field(default_factory=Calibration)
 
     def inventory_settings(self) -> InventorySettings:
         return InventorySettings(
@@ -175,7 +184,8 @@ def parse_config(data: Any, source: str) -> ConfigFile:
         data = {}
     if not isinstance(data, Mapping):
         raise InputError(
-            "must be a mapping with pricing, discovery, metrics, api, router and prometheus",
+            "must be a mapping with pricing, discovery, metrics, api, router, prometheus and "
+            "calibration",
             source=source,
         )
     try:

@@ -27,7 +27,7 @@ from gpumix.autoscaling.recommend import Demand, ServiceAutoscaler, Settings, fl
 from gpumix.operator.indexes import ServiceRecord
 from gpumix.operator.status import METRICS_AVAILABLE
 from gpumix.resources import Condition, LLMService
-from gpumix.resources.llmservice import ObservedDemandStatus, RequestClassSpec
+from gpumix.resources.llmservice import LLMServiceStatus, ObservedDemandStatus, RequestClassSpec
 from gpumix.solver import ServiceKey
 
 logger = logging.getLogger(__name__)
@@ -63,11 +63,12 @@ def written_demand(service: LLMService) -> Demand:
     )
 
 
-def _prior(service: LLMService, settings: Settings) -> Demand:
+def _prior(service: LLMService, status: LLMServiceStatus | None, settings: Settings) -> Demand:
     """Where a service starts: the demand its status says it was planned for (a restart), if
-    that covers the spec's classes, else the written demand."""
+    that covers the spec's classes, else the written demand. ``status`` is the record's: the
+    index parses the resource without its status."""
     written = written_demand(service)
-    observed = service.status.observed_demand if service.status else None
+    observed = status.observed_demand if status else None
     if observed is not None and set(observed.class_shares) == set(written.shares):
         try:
             shares = {name: float(share) for name, share in observed.class_shares.items()}
@@ -150,7 +151,7 @@ class DemandTracker:
             tracked = self._tracked.get(key)
             if tracked is None or tracked.written != written:
                 start = (
-                    _prior(service, settings)
+                    _prior(service, record.status, settings)
                     if tracked is None
                     else Demand(settings.clamp(written.requests_per_second), written.shares)
                 )

@@ -24,6 +24,7 @@ from gpumix import catalog
 from gpumix.autoscaling.prometheus import PrometheusLoadReader
 from gpumix.errors import InputError
 from gpumix.operator import events, indexes, inventory, manifests, reconcile, stalls, status
+from gpumix.operator.calibration import CapacityCalibration
 from gpumix.operator.demand import DemandTracker
 from gpumix.operator.history import PlanChange, PlanHistory
 from gpumix.operator.kube import Kube, KubeError
@@ -82,6 +83,11 @@ def default_demand_tracker(config: OperatorConfig) -> DemandTracker:
         else None
     )
     return DemandTracker(reader, url=url)
+
+
+def default_calibration(config: OperatorConfig, demand: DemandTracker) -> CapacityCalibration:
+    reader = demand.reader if config.calibration_enabled else None
+    return CapacityCalibration(reader if isinstance(reader, PrometheusLoadReader) else None)
 
 
 def utc_now() -> str:
@@ -308,9 +314,15 @@ class FleetPlanner:
         monotonic: Callable[[], float] = time.monotonic,
         metrics: OperatorMetrics | None = None,
         demand: DemandTracker | None = None,
+        calibration: CapacityCalibration | None = None,
     ):
         self.config = config
         self.demand = demand if demand is not None else default_demand_tracker(config)
+        self.calibration = (
+            calibration if calibration is not None else default_calibration(config, self.demand)
+        )
+        if demand_builder is default_demand_builder:
+            demand_builder = self.calibrated_demand
         self.metrics = metrics
         self.kube = kube
         self.indices = indices
@@ -346,13 +358,33 @@ class FleetPlanner:
         finally:
             sampler.cancel()
 
+    def calibrated_demand(
+        self,
+        service: LLMService,
+        pools: Sequence[PoolHardware],
+        current_plan: CurrentPlan,
+        admission: NamespaceAdmission,
+    ) -> ServiceDemand:
+        """The default demand builder, with the live capacity factors of the service's model."""
+        return service_demand(
+            service,
+            pools,
+            current_plan=current_plan,
+            admission=admission,
+            capacity_factors=self.calibration.factors_for(service.spec.model.name),
+        )
+
     async def sample_load(self) -> None:
-        """Read the autoscaling services' load every interval; a demand that moved wakes the
-        planner. A failure here never stops planning: the services keep their last demand."""
+        """Read the autoscaling services' load (and every configuration's latencies) every
+        interval; a demand or capacity factor that moved wakes the planner. A failure here
+        never stops planning: the services keep their last demand and factors."""
         while True:
             try:
-                self.demand.sync(indexes.values(self.indices.get(indexes.SERVICES_INDEX)))
-                if await self.demand.sample():
+                records = indexes.values(self.indices.get(indexes.SERVICES_INDEX))
+                self.demand.sync(records)
+                moved = await self.demand.sample()
+                recalibrated = await self.calibration.sample(records, self.state.hardware)
+                if moved or recalibrated:
                     self.wake()
             except asyncio.CancelledError:
                 raise
@@ -519,9 +551,20 @@ class FleetPlanner:
         generations = {service_key(r): r.generation for r in snapshot.services}
 
         self.demand.sync(snapshot.services)
+        recalibrated = self.calibration.take_causes()
 
         def build(key: ServiceKey, resource: LLMService) -> ServiceDemand:
-            cause = self.demand.take_cause(key)
+            cause = (
+                "; ".join(
+                    found
+                    for found in (
+                        self.demand.take_cause(key),
+                        recalibrated.get(resource.spec.model.name),
+                    )
+                    if found
+                )
+                or None
+            )
             if cause is not None:
                 earlier = self.state.demand_causes.get(key)
                 self.state.demand_causes[key] = f"{earlier}; {cause}" if earlier else cause
@@ -694,6 +737,9 @@ class FleetPlanner:
                 key, previous.observed_demand if previous else None
             ),
             metrics=self.demand.condition(key, record.generation),
+            calibration=tuple(self.calibration.status_for(record.resource.spec.model.name))
+            if record.resource is not None
+            else (),
         )
         new_status = status.build_status(view, previous, now)
         document = status.status_document(new_status)

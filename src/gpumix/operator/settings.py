@@ -40,6 +40,8 @@ class OperatorConfig:
     prometheus_url: str | None = None
     prometheus_interval_seconds: float = 15.0
     prometheus_timeout_seconds: float = 5.0
+    # Capacity factors from live latencies (the configuration file's calibration.enabled).
+    calibration_enabled: bool = True
 
     @property
     def clusterwide(self) -> bool:

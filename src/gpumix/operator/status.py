@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Literal
 
 from gpumix.resources import Condition, LLMServiceStatus, PlanEntryStatus
-from gpumix.resources.llmservice import BaselineStatus, ObservedDemandStatus
+from gpumix.resources.llmservice import BaselineStatus, CalibrationStatus, ObservedDemandStatus
 
 READY = "Ready"
 PLANNED = "Planned"
@@ -77,6 +77,7 @@ class ServiceView:
     # be read (the MetricsAvailable condition, absent without autoscaling).
     observed_demand: ObservedDemandStatus | None = None
     metrics: Condition | None = None
+    calibration: tuple[CalibrationStatus, ...] = ()
 
     @property
     def desired_replicas(self) -> int:
@@ -191,6 +192,7 @@ def build_status(
         reasons=list(view.messages),
         last_plan_time=view.last_plan_time,
         observed_demand=view.observed_demand,
+        calibration=list(view.calibration) or None,
     )
 
 

@@ -460,6 +460,19 @@ class ObservedDemandStatus(CamelModel):
     time: str = Field(description="When the load was last read.")
 
 
+class CalibrationStatus(CamelModel):
+    gpu_type: str
+    tensor_parallel: int
+    weight_format: str
+    capacity_factor: DecimalString = Field(
+        description="Throughputs of this configuration are multiplied by this (live / model)."
+    )
+    measured_tpot_milliseconds: DecimalString = Field(description="Mean TPOT measured.")
+    predicted_tpot_milliseconds: DecimalString = Field(
+        description="Mean TPOT gpumix.perf predicts at the measured batch and request shape."
+    )
+
+
 class LLMServiceStatus(CamelModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(
@@ -484,6 +497,11 @@ class LLMServiceStatus(CamelModel):
     last_plan_time: str | None = None
     observed_demand: ObservedDemandStatus | None = Field(
         default=None, description="With autoscaling: the load observed and the demand planned."
+    )
+    calibration: list[CalibrationStatus] | None = Field(
+        default=None,
+        description="Capacity factors learnt from live latencies, per configuration of this "
+        "service's model (absent until a window of requests has been measured).",
     )
 
 

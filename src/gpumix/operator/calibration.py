@@ -1,0 +1,183 @@
+"""Capacity factors per configuration, learnt from the live latencies in Prometheus.
+
+Every running configuration of every LLMService is compared with :mod:`gpumix.perf` at the
+batch and request shape it measured (:mod:`gpumix.autoscaling.calibration`); the factor is
+shared by every service of the same model on the same hardware. The planner multiplies the
+candidates' throughputs by it, so a configuration that serves slower than predicted (and so
+misses its SLO at the planned load) is de-rated and the plan buys capacity elsewhere.
+
+Off with the configuration file's ``calibration.enabled: false``; nothing happens without a
+Prometheus. Memory only: a restarted operator plans on the model until a window has been read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Protocol
+
+from gpumix.autoscaling.calibration import (
+    ConfigurationKey,
+    Factor,
+    LiveLatency,
+    predicted_tpot,
+    update,
+)
+from gpumix.autoscaling.prometheus import LatencyReading, LatencyRow
+from gpumix.catalog import GPUType, ModelArchitecture, resolve_model
+from gpumix.errors import InputError
+from gpumix.operator.indexes import ServiceRecord
+from gpumix.operator.manifests import label_value
+from gpumix.resources.llmservice import CalibrationStatus, LLMService
+from gpumix.solver.candidates import PoolHardware
+
+logger = logging.getLogger(__name__)
+
+# (GPU type, tensor-parallel size, weight format) -> factor, for one model.
+CapacityFactors = Mapping[tuple[str, int, str], float]
+
+
+class LatencyReader(Protocol):
+    def read_latencies(self, at: float, window: str = "5m") -> LatencyReading: ...
+
+
+def _merged(rows: Sequence[LatencyRow]) -> LiveLatency:
+    """Several services' windows of one configuration, weighted by their requests."""
+    total = sum(row.live.requests for row in rows)
+    if total <= 0:
+        return rows[0].live
+
+    def mean(field: str) -> float:
+        return float(sum(getattr(row.live, field) * row.live.requests for row in rows)) / total
+
+    return LiveLatency(
+        requests=total,
+        mean_batch=mean("mean_batch"),
+        mean_tpot_seconds=mean("mean_tpot_seconds"),
+        mean_input_tokens=mean("mean_input_tokens"),
+        mean_output_tokens=mean("mean_output_tokens"),
+    )
+
+
+def _model(service: LLMService) -> ModelArchitecture | None:
+    spec = service.spec.model
+    architecture = (
+        spec.architecture.model_dump(by_alias=True, exclude_none=True)
+        if spec.architecture is not None
+        else None
+    )
+    try:
+        return resolve_model(spec.name, architecture)
+    except InputError:
+        return None  # the planner reports the spec problem
+
+
+def _milliseconds(seconds: float) -> Decimal:
+    return Decimal(f"{seconds * 1000:.1f}")
+
+
+class CapacityCalibration:
+    def __init__(
+        self, reader: LatencyReader | None, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.reader = reader
+        self.clock = clock
+        self.factors: dict[ConfigurationKey, Factor] = {}
+        self._causes: dict[str, list[str]] = defaultdict(list)
+
+    async def sample(
+        self, records: Sequence[ServiceRecord], hardware: Sequence[PoolHardware]
+    ) -> bool:
+        """Read one window; whether a factor in use moved (the planner should re-plan)."""
+        if self.reader is None:
+            return False
+        reading = await asyncio.to_thread(self.reader.read_latencies, self.clock())
+        if reading.error is not None:
+            logger.debug("calibration: %s", reading.error)
+            return False
+        return self.apply(reading, records, hardware)
+
+    def apply(
+        self,
+        reading: LatencyReading,
+        records: Sequence[ServiceRecord],
+        hardware: Sequence[PoolHardware],
+    ) -> bool:
+        services = {(r.namespace or "default", r.name): r.resource for r in records if r.resource}
+        gpus: dict[str, GPUType] = {label_value(h.gpu.name): h.gpu for h in hardware}
+        grouped: dict[ConfigurationKey, list[LatencyRow]] = defaultdict(list)
+        models: dict[str, ModelArchitecture] = {}
+        gpu_of: dict[ConfigurationKey, GPUType] = {}
+        for row in reading.rows:
+            service = services.get(row.service)
+            gpu = gpus.get(row.gpu_type)
+            if service is None or gpu is None:
+                continue
+            model = models.get(service.spec.model.name) or _model(service)
+            if model is None:
+                continue
+            models[service.spec.model.name] = model
+            key = ConfigurationKey(
+                service.spec.model.name, gpu.name, row.tensor_parallel, row.weight_format
+            )
+            grouped[key].append(row)
+            gpu_of[key] = gpu
+        moved = False
+        for key, rows in grouped.items():
+            live = _merged(rows)
+            try:
+                predicted = predicted_tpot(
+                    models[key.model], gpu_of[key], key.tensor_parallel, key.weight_format, live
+                )
+            except ValueError:
+                continue  # a weight format gpumix does not know: not one of its pods
+            previous = self.factors.get(key)
+            new = update(previous, predicted, live)
+            if new is None:
+                continue
+            self.factors[key] = new
+            before = previous.value if previous is not None else 1.0
+            if new.value != before:
+                moved = True
+                cause = (
+                    f"calibration: {key.label()} capacity ×{before:.2f} → ×{new.value:.2f} "
+                    f"(TPOT {live.mean_tpot_seconds * 1000:.0f} ms measured, "
+                    f"{predicted * 1000:.0f} ms predicted at batch {live.mean_batch:.0f})"
+                )
+                logger.info("%s: %s", key.model, cause)
+                self._causes[key.model].append(cause)
+        return moved
+
+    def factors_for(self, model: str) -> dict[tuple[str, int, str], float]:
+        return {
+            (key.gpu_type, key.tensor_parallel, key.weight_format): factor.value
+            for key, factor in self.factors.items()
+            if key.model == model and factor.value != 1.0
+        }
+
+    def take_causes(self) -> dict[str, str]:
+        """Why factors moved since the last call, per model (for the PlanChanged events)."""
+        causes = {model: "; ".join(found) for model, found in self._causes.items() if found}
+        self._causes.clear()
+        return causes
+
+    def status_for(self, model: str) -> list[CalibrationStatus]:
+        return [
+            CalibrationStatus(
+                gpu_type=key.gpu_type,
+                tensor_parallel=key.tensor_parallel,
+                weight_format=key.weight_format,
+                capacity_factor=Decimal(f"{factor.value:.2f}"),
+                measured_tpot_milliseconds=_milliseconds(factor.measured_tpot_seconds),
+                predicted_tpot_milliseconds=_milliseconds(factor.predicted_tpot_seconds),
+            )
+            for key, factor in sorted(self.factors.items())
+            if key.model == model
+        ]
+
+    def all_factors(self) -> Mapping[ConfigurationKey, Factor]:
+        return dict(self.factors)

@@ -484,3 +484,23 @@ def test_loads_and_mixes_inside_the_band_never_move_the_demand(
         decision = autoscaler.decide(time)
         assert decision.cause is None
         assert decision.demand == planned
+
+
+def test_a_covered_window_without_recent_samples_does_not_move_the_demand() -> None:
+    # Samples that cover the window but stop before it: stale data, not a reason to move.
+    history = [sample(t, 100.0) for t in times(0, 120)]
+    decision = recommend(Demand(40.0, dict(MIX)), history, settings(up=30, down=30), now=400.0)
+    assert decision.cause is None and decision.demand.requests_per_second == 40.0
+
+
+def test_a_sample_without_per_class_rates_moves_the_total_but_never_the_mix() -> None:
+    # vLLM fallback without a prompt-length histogram: the split is a placeholder.
+    even = {"long": 0.5, "short": 0.5}
+    history = [
+        LoadSample(t, {n: 30.0 * s for n, s in even.items()},
+                   {n: 30.0 * s for n, s in even.items()}, "vllm", mix_known=False)
+        for t in times(0, 60)
+    ]  # fmt: skip
+    decision = recommend(Demand(10.0, dict(MIX)), history, settings(up=60), now=60.0)
+    assert decision.demand.requests_per_second == 30.0
+    assert decision.demand.shares == MIX

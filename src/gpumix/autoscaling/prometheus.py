@@ -202,12 +202,15 @@ class PrometheusLoadReader:
         for name, shapes in classes.items():
             if name not in totals["1m"] and name not in totals["5m"]:
                 continue  # no vLLM pod of this service is scraped: no data
-            mix = class_mix(buckets.get(name, {}), shapes)
+            histogram = buckets.get(name, {})
+            mix = class_mix(histogram, shapes)
             samples[name] = LoadSample(
                 time=at,
                 rate_1m={c: totals["1m"].get(name, 0.0) * share for c, share in mix.items()},
                 rate_5m={c: totals["5m"].get(name, 0.0) * share for c, share in mix.items()},
                 source="vllm",
+                # without counted prompts the even split is a placeholder, not a mix
+                mix_known=any(count > 0 for count in histogram.values()),
             )
         return samples
 
@@ -219,7 +222,7 @@ def class_mix(cumulative: Mapping[float, float], shapes: Sequence[ClassShape]) -
     A request belongs to the class whose prompt length is nearest on a log scale, so the
     boundary between two classes is the geometric mean of their lengths; the histogram is read
     at each boundary by linear interpolation inside the bucket. Without any counted request the
-    classes split evenly (the caller's floor and tolerance decide what that changes).
+    classes split evenly, and the reader marks the sample's mix unknown.
     """
     ordered = sorted(shapes, key=lambda shape: shape.input_tokens)
     total = cumulative.get(math.inf, max(cumulative.values(), default=0.0))

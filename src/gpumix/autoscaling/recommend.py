@@ -48,6 +48,9 @@ class LoadSample:
     rate_1m: Mapping[str, float]
     rate_5m: Mapping[str, float]
     source: str = "router"
+    # False when the rates are a total split by the planned mix (no per-class data): such a
+    # sample moves the total, never the mix.
+    mix_known: bool = True
 
     @property
     def total_1m(self) -> float:
@@ -68,6 +71,8 @@ class LoadSample:
 
     def shares(self, classes: Sequence[str]) -> dict[str, float] | None:
         """The mix over ``classes``, from the steadier 5 m rates; None without traffic."""
+        if not self.mix_known:
+            return None
         rates = self.rate_5m if self.total_5m > 0 else self.rate_1m
         seen = {name: max(rates.get(name, 0.0), 0.0) for name in classes}
         total = sum(seen.values())
@@ -133,7 +138,8 @@ def _window(history: Sequence[LoadSample], now: float, seconds: float) -> list[L
     start = now - seconds
     if history[0].time > start:
         return []  # not watched for a whole window yet
-    return [sample for sample in history if sample.time >= start] or [history[-1]]
+    # Covered but nothing inside: no recent data, and lack of data never moves the demand.
+    return [sample for sample in history if sample.time >= start]
 
 
 def _rate(value: float) -> str:

@@ -8,6 +8,8 @@ container runtime for gpumix's own pods: it watches pods labelled
 - ``app.kubernetes.io/name=vllm``: the vLLM simulator (:mod:`gpumix.sim`), configured from the
   container's own vLLM arguments and the pod's GPU labels (GPU type, tensor-parallel size,
   weight format), so each replica runs at the speed the performance model gives its hardware;
+  A node labelled ``simulator.gpumix.io/slowdown-factor: "2"`` runs its simulators that many
+  times slower than the model (a GPU that under-delivers, which calibration must notice);
 - ``app.kubernetes.io/name=gpumix-router``: the real ``gpumix router``, bound to the pod IP, so
   a request to a router pod goes router → simulator pods as it would in a cluster.
 
@@ -194,8 +196,49 @@ class PodRunner:
 # ----- starters ------------------------------------------------------------------------------
 
 
+# A node label of the dev cluster only: the simulators on this node run this many times slower
+# than gpumix.perf predicts (a GPU that under-delivers, for the calibration tests).
+SLOWDOWN_LABEL = "simulator.gpumix.io/slowdown-factor"
+NodeLabels = Callable[[str], Awaitable[dict[str, str]]]
+
+
+def slowdown_of(node_labels: dict[str, str]) -> float | None:
+    raw = node_labels.get(SLOWDOWN_LABEL)
+    if raw is None:
+        return None
+    try:
+        factor = float(raw)
+    except ValueError:
+        factor = 0.0
+    if factor <= 0:
+        log.warning("ignoring %s=%r: not a positive number", SLOWDOWN_LABEL, raw)
+        return None
+    return factor
+
+
+def vllm_starter(node_labels: NodeLabels | None = None) -> Starter:
+    """The vLLM simulator; with ``node_labels``, slowed down as its node's label says."""
+
+    async def start(pod: dict[str, Any], container: dict[str, Any], host: str, port: int) -> Server:
+        slowdown = None
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node_labels is not None and node:
+            try:
+                slowdown = slowdown_of(await node_labels(node))
+            except Exception as error:  # the API is away: serve at the model's speed
+                log.warning("cannot read node %s (%s)", node, str(error).splitlines()[0])
+        return await start_vllm_simulator(pod, container, host, port, slowdown=slowdown)
+
+    return start
+
+
 async def start_vllm_simulator(
-    pod: dict[str, Any], container: dict[str, Any], host: str, port: int
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    host: str,
+    port: int,
+    *,
+    slowdown: float | None = None,
 ) -> Server:
     """The vLLM simulator, with the container's vLLM flags and the pod's hardware labels."""
     import dataclasses
@@ -211,6 +254,8 @@ async def start_vllm_simulator(
         overrides["tensor_parallel_size"] = int(labels["gpumix.io/tensor-parallel"])
     if "gpumix.io/weight-format" in labels:
         overrides["weight_format"] = labels["gpumix.io/weight-format"]
+    if slowdown is not None:
+        overrides["slowdown_factor"] = slowdown
     settings = dataclasses.replace(settings, **overrides)
     server: Server = await start_simulator(settings, host, port)
     return server
@@ -248,9 +293,31 @@ def router_starter(kubeconfig: str) -> Starter:
     return start_router
 
 
+def node_label_reader(kubeconfig: str) -> NodeLabels:
+    """Reads a node's labels through the API (blocking client, in a thread)."""
+    core: Any = None
+
+    def read(name: str) -> dict[str, str]:
+        nonlocal core
+        from kubernetes import client, config
+
+        if core is None:
+            api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+            core = client.CoreV1Api(api_client)
+        return dict(core.read_node(name).metadata.labels or {})
+
+    async def labels(name: str) -> dict[str, str]:
+        return await asyncio.to_thread(read, name)
+
+    return labels
+
+
 def starters(kubeconfig: str) -> dict[str, Starter]:
     """What each kind of gpumix pod runs, by its app.kubernetes.io/name."""
-    return {"vllm": start_vllm_simulator, "gpumix-router": router_starter(kubeconfig)}
+    return {
+        "vllm": vllm_starter(node_label_reader(kubeconfig)),
+        "gpumix-router": router_starter(kubeconfig),
+    }
 
 
 # ----- the watch -----------------------------------------------------------------------------

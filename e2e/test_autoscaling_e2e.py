@@ -262,3 +262,62 @@ def test_load_steps_move_the_plan_and_a_metrics_outage_keeps_it(
         lambda: observe(kubectl, namespace, timeline).metrics == "True/LoadObserved",
         timeout=60,
     )
+
+
+def test_a_pool_slower_than_the_model_is_de_rated_and_the_plan_moves(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    """The simulators of one pool run 3x slower than gpumix.perf says (a node label the pod
+    runner reads): the live TPOT gives that configuration a capacity factor, and the plan
+    buys its capacity elsewhere."""
+    name = "calib"
+    body = autoscaled_service(namespace)
+    body["metadata"]["name"] = name
+    body["spec"]["workload"]["classes"] = [CLASSES[0]]
+    body["spec"]["workload"].pop("autoscaling")
+    # Where the model puts this service: learnt from a first apply without load.
+    kubectl.apply(body)
+    first = wait_for(f"LLMService {name} Ready", lambda: is_ready(kubectl, namespace, name))
+    [entry] = first["status"]["plan"] if len(first["status"]["plan"]) == 1 else [None]
+    assert entry is not None, first["status"]["plan"]
+    kubectl.run("delete", "llmsvc", name, "-n", namespace, "--wait=true")
+    selector = ",".join(
+        f"{k}={v}" for k, v in kubectl.json("gpool", entry["pool"])["spec"]["nodeSelector"].items()
+    )
+    label = "simulator.gpumix.io/slowdown-factor"
+    kubectl.run("label", "nodes", "-l", selector, f"{label}=3", "--overwrite")
+    try:
+        kubectl.apply(body)
+        wait_for(f"LLMService {name} Ready again", lambda: is_ready(kubectl, namespace, name))
+        again = kubectl.json("llmsvc", name, "-n", namespace)["status"]["plan"]
+        assert [e["deployment"] for e in again] == [entry["deployment"]], again
+        urls = wait_for("the router pods", lambda: router_urls(kubectl, namespace, name))
+        wait_for("the routers synced with the API", lambda: healthy(urls))
+        timeline = Timeline()
+        load = threading.Thread(
+            target=run_phases, args=(urls, [("slow pool", WRITTEN_RPS, 90.0)], timeline),
+            daemon=True,
+        )  # fmt: skip
+        load.start()
+
+        def de_rated() -> dict[str, Any] | None:
+            status = kubectl.json("llmsvc", name, "-n", namespace)["status"]
+            factors = {
+                (c["gpuType"], c["tensorParallel"], c["weightFormat"]): float(c["capacityFactor"])
+                for c in status.get("calibration") or []
+            }
+            key = (entry["gpuType"], entry["tensorParallel"], entry["weightFormat"])
+            moved = [e["deployment"] for e in status["plan"]] != [entry["deployment"]]
+            return status if factors.get(key, 1.0) < 0.6 and moved else None
+
+        status = wait_for("a de-rated configuration and a plan that moved", de_rated, 120)
+        load.join()
+    finally:
+        kubectl.run("label", "nodes", "-l", selector, f"{label}-")
+    events = kubectl.run(
+        "get", "events", "-n", namespace, "--field-selector",
+        f"involvedObject.name={name},reason=PlanChanged", "-o", "jsonpath={.items[*].message}",
+    )  # fmt: skip
+    print(f"\ncalibration: {status['calibration']}\nplan: {status['plan']}\nevents: {events}")
+    assert "calibration:" in events, events
+    assert not failures(timeline.results["slow pool"]), failures(timeline.results["slow pool"])

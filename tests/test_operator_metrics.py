@@ -166,3 +166,39 @@ def test_gpupool_pools_report_their_own_name_and_price() -> None:
     samples = scrape(registry)
     assert samples["gpumix_pool_available_gpus", labels] == 16
     assert samples["gpumix_pool_price_dollars_per_gpu_hour", labels] == 2.0
+
+
+def test_autoscaling_services_report_observed_and_planned_demand_and_capacity_factors() -> None:
+    registry = CollectorRegistry()
+    metrics = OperatorMetrics(registry)
+    status = LLMServiceStatus.model_validate(
+        {
+            **chat_status().model_dump(mode="json", by_alias=True, exclude_none=True),
+            "observedDemand": {
+                "requestsPerSecond": "8.40",
+                "plannedRequestsPerSecond": "7.90",
+                "classShares": {"chat": "1.000"},
+                "source": "router",
+                "windowSeconds": 60,
+                "time": "2026-12-04T18:00:00Z",
+            },
+            "calibration": [
+                {
+                    "gpuType": "L4",
+                    "tensorParallel": 1,
+                    "weightFormat": "bf16",
+                    "capacityFactor": "0.34",
+                    "measuredTpotMilliseconds": "61.0",
+                    "predictedTpotMilliseconds": "20.7",
+                }
+            ],
+        }
+    )
+    metrics.update_fleet([ServiceSample("team-a", "chat", status)], pools())
+    samples = scrape(registry)
+    assert samples["gpumix_llmservice_observed_requests_per_second", SERVICE] == 8.4
+    assert samples["gpumix_llmservice_planned_requests_per_second", SERVICE] == 7.9
+    config = tuple(
+        sorted((*SERVICE, ("gpu_type", "L4"), ("tensor_parallel", "1"), ("weight_format", "bf16")))
+    )
+    assert samples["gpumix_llmservice_capacity_factor", config] == 0.34

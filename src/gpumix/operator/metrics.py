@@ -87,11 +87,36 @@ def fleet_families(
         "Saving of the plan against the cheapest single-GPU-type plan, in percent",
         labels=SERVICE_LABELS,
     )
+    observed = GaugeMetricFamily(
+        "gpumix_llmservice_observed_requests_per_second",
+        "Load observed in Prometheus (autoscaling LLMServices only)",
+        labels=SERVICE_LABELS,
+    )
+    planned_demand = GaugeMetricFamily(
+        "gpumix_llmservice_planned_requests_per_second",
+        "Demand the plan is sized for, before headroom (autoscaling LLMServices only)",
+        labels=SERVICE_LABELS,
+    )
+    factor = GaugeMetricFamily(
+        "gpumix_llmservice_capacity_factor",
+        "Throughput multiplier of a configuration learnt from live latencies (1: as modelled)",
+        labels=(*SERVICE_LABELS, "gpu_type", "tensor_parallel", "weight_format"),
+    )
     for service in services:
         status = service.status
         if status is None:
             continue
         labels = [service.namespace, service.name]
+        if status.observed_demand is not None:
+            observed.add_metric(labels, float(status.observed_demand.requests_per_second))
+            planned_demand.add_metric(
+                labels, float(status.observed_demand.planned_requests_per_second)
+            )
+        for row in status.calibration or ():
+            factor.add_metric(
+                [*labels, row.gpu_type, str(row.tensor_parallel), row.weight_format],
+                float(row.capacity_factor),
+            )
         if status.cost_per_hour is not None:
             cost.add_metric(labels, float(status.cost_per_hour))
         desired.add_metric(labels, float(status.desired_replicas or 0))
@@ -126,7 +151,10 @@ def fleet_families(
         available.add_metric(labels, float(pool.available_gpus))
         if definition.price_per_gpu_hour is not None:
             price.add_metric(labels, definition.price_per_gpu_hour)
-    return [cost, desired, ready, feasible, savings, gpus, allocated, available, price]
+    return [
+        cost, desired, ready, feasible, savings, observed, planned_demand, factor,
+        gpus, allocated, available, price,
+    ]  # fmt: skip
 
 
 class _FleetCollector(Collector):

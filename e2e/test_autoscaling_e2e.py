@@ -30,8 +30,10 @@ UP_SECONDS, DOWN_SECONDS, TOLERANCE = 15, 90, 15
 TTFT_SECONDS, TPOT_SECONDS = 1.0, 0.1
 CLASSES = [
     {"name": "chat", "inputTokens": 256, "outputTokens": 32, "share": 70},
-    {"name": "rag", "inputTokens": 2048, "outputTokens": 32, "share": 30},
+    {"name": "rag", "inputTokens": 4096, "outputTokens": 32, "share": 30},
 ]
+# On the dev fleet one L40S serves 1x (4 req/s and the headroom); 2x needs an L40S pair (TP2)
+# and 6.5 req/s or more an A100: the steps below move the GPU mix, not only traffic.
 # Phases of the load: (name, requests/s, seconds).
 BEFORE = ("1x", WRITTEN_RPS, 50.0)
 STEP_UP = ("2x", 2 * WRITTEN_RPS, 120.0)

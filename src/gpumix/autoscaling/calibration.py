@@ -24,7 +24,7 @@ from gpumix.perf.values import RequestShape, ServingConfig, WeightFormat
 MIN_FACTOR, MAX_FACTOR = 0.25, 2.0
 MIN_REQUESTS = 30
 SMOOTHING = 0.5  # weight of the newest window
-DEAD_BAND = 0.10
+DEAD_BAND = 0.20
 
 
 @dataclass(frozen=True, order=True)

@@ -504,3 +504,11 @@ def test_a_sample_without_per_class_rates_moves_the_total_but_never_the_mix() ->
     decision = recommend(Demand(10.0, dict(MIX)), history, settings(up=60), now=60.0)
     assert decision.demand.requests_per_second == 30.0
     assert decision.demand.shares == MIX
+
+
+def test_a_mix_read_from_too_few_requests_never_moves_the_shares() -> None:
+    # 0.3 req/s: 90 requests in the 5 m window, too few for a mix to mean anything.
+    shifted = {"long": 0.8, "short": 0.2}
+    history = [sample(t, 0.3, shifted) for t in times(0, 120)]
+    decision = recommend(Demand(0.3, dict(MIX)), history, settings(up=60), now=120.0)
+    assert decision.demand.shares == MIX

@@ -28,6 +28,9 @@ from gpumix.resources.llmservice import AutoscalingSpec
 # A class the load has not shown (yet) keeps this share of the demand: the router must still
 # have somewhere to send its first request, and the plan a configuration for it.
 MIN_CLASS_SHARE = 0.01
+# A mix read from fewer requests than this is noise (a 30 % class's share moves by ±5 points
+# at 100 requests), never a reason to move the plan's class shares.
+MIN_MIX_REQUESTS = 100
 # Samples are kept this much longer than the longest window (scrape and query jitter).
 HISTORY_SLACK_SECONDS = 30.0
 
@@ -72,6 +75,9 @@ class LoadSample:
     def shares(self, classes: Sequence[str]) -> dict[str, float] | None:
         """The mix over ``classes``, from the steadier 5 m rates; None without traffic."""
         if not self.mix_known:
+            return None
+        requests = self.total_5m * 300 if self.total_5m > 0 else self.total_1m * 60
+        if requests < MIN_MIX_REQUESTS:
             return None
         rates = self.rate_5m if self.total_5m > 0 else self.rate_1m
         seen = {name: max(rates.get(name, 0.0), 0.0) for name in classes}

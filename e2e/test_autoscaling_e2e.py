@@ -323,3 +323,66 @@ def test_a_pool_slower_than_the_model_is_de_rated_and_the_plan_moves(
     print(f"\ncalibration: {status['calibration']}\nplan: {status['plan']}\nevents: {events}")
     assert "calibration:" in events, events
     assert not failures(timeline.results["slow pool"]), failures(timeline.results["slow pool"])
+
+
+def run_classes(
+    urls: list[str],
+    phases: list[tuple[str, float, float, list[RequestClass]]],
+    timeline: Timeline,
+) -> None:
+    """Like run_phases, each phase with its own request mix."""
+    for seed, (name, rate, seconds, classes) in enumerate(phases):
+        timeline.phase_starts.setdefault(name, timeline.now())
+        timeline.results.setdefault(name, []).extend(
+            asyncio.run(
+                run_load(
+                    urls,
+                    classes,
+                    rate=rate,
+                    duration=seconds,
+                    max_requests=int(rate * seconds * 1.5),
+                    model=NAME,
+                    seed=100 + seed,
+                )
+            )
+        )
+
+
+def test_noise_at_a_steady_mean_changes_nothing_and_a_mix_shift_moves_the_gpus(
+    autoscaled: tuple[str, list[str]], kubectl: Kubectl
+) -> None:
+    namespace, urls = autoscaled
+    timeline = Timeline()
+    steady = load_classes()
+    rag_heavy = [
+        RequestClass(c.name, c.input_tokens, c.output_tokens, 60.0 if c.name == "rag" else 40.0)
+        for c in steady
+    ]
+    # ±10 % around the written demand, 15 s at a time, for 2 minutes; then RAG 30 % -> 60 %.
+    noisy = [
+        ("noise", WRITTEN_RPS * (1.1 if index % 2 else 0.9), 15.0, steady) for index in range(8)
+    ]
+    shifted = [("mix shift", WRITTEN_RPS, 150.0, rag_heavy)]
+    load = threading.Thread(target=run_classes, args=(urls, noisy + shifted, timeline), daemon=True)
+    load.start()
+    while load.is_alive():
+        timeline.observations.append(observe(kubectl, namespace, timeline))
+        time.sleep(2)
+    load.join()
+    shift_at = timeline.phase_starts["mix shift"]
+    during_noise = timeline.during(0, shift_at)
+    first = during_noise[0]
+    status = kubectl.json("llmsvc", NAME, "-n", namespace)["status"]
+    shares = {k: float(v) for k, v in status["observedDemand"]["classShares"].items()}
+    changes = len({o.plan for o in during_noise}) - 1
+    print(
+        f"\nnoise ±10 % for {shift_at:.0f} s: {changes} plan changes, planned demand "
+        f"{sorted({o.planned for o in during_noise})}; after the mix shift: shares {shares}, "
+        f"plan {status['plan']}"
+    )
+    assert changes == 0, during_noise
+    assert all(o.planned == first.planned for o in during_noise), during_noise
+    assert shares["rag"] >= 0.5, shares
+    assert timeline.observations[-1].plan != first.plan, "the GPU mix did not follow the mix"
+    for phase, served in timeline.results.items():
+        assert not failures(served), f"{phase}: requests failed {dict(failures(served))}"

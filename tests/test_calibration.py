@@ -171,3 +171,28 @@ def test_the_planner_sees_de_rated_throughputs_of_that_configuration_only() -> N
     assert before is not None and after == pytest.approx(before / 4)
     # Other configurations keep their modelled throughput.
     assert throughput(derated, "l40s-on-demand", 1) == throughput(plain, "l40s-on-demand", 1)
+
+
+def test_a_window_that_admitted_more_than_it_finished_is_a_transient_not_a_slow_gpu() -> None:
+    model_tpot = predicted()
+    finished_per_second = 200 / 300  # live()'s 200 requests over the 5 m window, one replica
+    steady_window = live(3 * model_tpot)
+    queueing = LiveLatency(
+        requests=steady_window.requests,
+        mean_batch=steady_window.mean_batch,
+        mean_tpot_seconds=steady_window.mean_tpot_seconds,
+        mean_input_tokens=512,
+        mean_output_tokens=64,
+        prompt_tokens_per_second=2 * finished_per_second * 512,  # a queue building up
+    )
+    assert update(None, model_tpot, queueing) is None
+    balanced = LiveLatency(
+        requests=200,
+        mean_batch=8,
+        mean_tpot_seconds=3 * model_tpot,
+        mean_input_tokens=512,
+        mean_output_tokens=64,
+        prompt_tokens_per_second=finished_per_second * 512,
+    )
+    factor = update(None, model_tpot, balanced)
+    assert factor is not None and factor.value == pytest.approx(1 / 3, abs=0.01)

@@ -10,7 +10,13 @@ requests within the SLO, so the planner multiplies that configuration's throughp
 Bounded (:data:`MIN_FACTOR` .. :data:`MAX_FACTOR`): a broken metric must not make a GPU look
 free or useless. Smoothed, and applied only when it moves by more than :data:`DEAD_BAND` from
 the factor in use, so measurement noise never re-plans the fleet. A window with fewer than
-:data:`MIN_REQUESTS` completed requests says nothing and changes nothing.
+:data:`MIN_REQUESTS` completed requests, or one that was not a steady state (:func:`steady`),
+changes nothing.
+
+The prediction uses the window's mean prompt and output lengths. For a service whose classes
+differ widely (256- and 4096-token prompts) that is a cheaper step than the real mix of whole
+chunks: in the dev cluster such a service measured 11 % slower than predicted at batch 6 with
+an exact simulator, which the dead band absorbs.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ MIN_FACTOR, MAX_FACTOR = 0.25, 2.0
 MIN_REQUESTS = 30
 SMOOTHING = 0.5  # weight of the newest window
 DEAD_BAND = 0.20
+STEADY_TOLERANCE = 0.15  # admitted vs finished requests per replica
+WINDOW_SECONDS = 300.0  # the window Prometheus is asked about (5 m)
 
 
 @dataclass(frozen=True, order=True)
@@ -47,6 +55,10 @@ class LiveLatency:
     mean_tpot_seconds: float
     mean_input_tokens: float
     mean_output_tokens: float
+    # Prompt tokens each replica prefilled per second, and the replicas measured: whether
+    # the window was a steady state (None: not known, taken as steady).
+    prompt_tokens_per_second: float | None = None
+    replicas: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,22 @@ def predicted_tpot(
     return replica.at_batch(max(1, round(live.mean_batch))).step_seconds
 
 
+def steady(live: LiveLatency, window_seconds: float) -> bool:
+    """Whether the replicas admitted prompts as fast as they finished requests.
+
+    The model's TPOT at a batch B is the steady state's, with B/O prompts per step. In a load
+    step or a queue the replicas admit more prompts than they finish, their steps carry more
+    prompt work, and comparing them with the steady state would de-rate a configuration for a
+    transient: such windows change nothing.
+    """
+    rate = live.prompt_tokens_per_second
+    if rate is None or live.mean_input_tokens <= 0 or live.requests <= 0:
+        return True  # nothing to compare with: trust the window
+    admitted = rate / live.mean_input_tokens
+    finished = live.requests / window_seconds / max(live.replicas, 1.0)
+    return abs(admitted - finished) <= STEADY_TOLERANCE * finished
+
+
 def bounded(value: float) -> float:
     return min(MAX_FACTOR, max(MIN_FACTOR, value))
 
@@ -83,6 +111,8 @@ def bounded(value: float) -> float:
 def update(previous: Factor | None, predicted: float, live: LiveLatency) -> Factor | None:
     """The factor after one window; ``previous`` when the window says too little."""
     if live.requests < MIN_REQUESTS or live.mean_tpot_seconds <= 0 or predicted <= 0:
+        return previous
+    if not steady(live, WINDOW_SECONDS):
         return previous
     raw = bounded(predicted / live.mean_tpot_seconds)
     smoothed = (

@@ -64,6 +64,8 @@ LATENCY_QUERIES = {
     f"(avg_over_time(vllm:num_requests_running{VLLM}[{{window}}]))",
     "input": f"sum by ({CONFIGURATION}) (rate(vllm:request_prompt_tokens_sum{VLLM}[{{window}}]))"
     f" / sum by ({CONFIGURATION}) (rate(vllm:request_prompt_tokens_count{VLLM}[{{window}}]))",
+    "prompt_rate": f"avg by ({CONFIGURATION}) (rate(vllm:prompt_tokens_total{VLLM}[{{window}}]))",
+    "replicas": f"count by ({CONFIGURATION}) (vllm:num_requests_running{VLLM})",
     "output": f"sum by ({CONFIGURATION}) "
     f"(rate(vllm:request_generation_tokens_sum{VLLM}[{{window}}])) / "
     f"sum by ({CONFIGURATION}) (rate(vllm:request_generation_tokens_count{VLLM}[{{window}}]))",
@@ -157,6 +159,8 @@ class PrometheusLoadReader:
                         mean_tpot_seconds=tpot,
                         mean_input_tokens=values["input"].get(configuration, 0.0),
                         mean_output_tokens=values["output"].get(configuration, 0.0),
+                        prompt_tokens_per_second=values["prompt_rate"].get(configuration),
+                        replicas=values["replicas"].get(configuration, 1.0),
                     ),
                 )
             )

@@ -54,7 +54,14 @@ def _merged(rows: Sequence[LatencyRow]) -> LiveLatency:
     def mean(field: str) -> float:
         return float(sum(getattr(row.live, field) * row.live.requests for row in rows)) / total
 
+    rates = [row.live.prompt_tokens_per_second for row in rows]
     return LiveLatency(
+        # per replica, like the batch: a weighted mean, not a sum
+        prompt_tokens_per_second=None
+        if any(rate is None for rate in rates)
+        else sum((row.live.prompt_tokens_per_second or 0.0) * row.live.requests for row in rows)
+        / total,
+        replicas=sum(row.live.replicas for row in rows),
         requests=total,
         mean_batch=mean("mean_batch"),
         mean_tpot_seconds=mean("mean_tpot_seconds"),

@@ -293,5 +293,10 @@ def _only(rates: Mapping[str, float], known: Sequence[str]) -> dict[str, float]:
 
 
 def _short(error: BaseException) -> str:
+    # requests' own text quotes the whole URL, query included: name the failure instead.
+    if isinstance(error, requests.Timeout):
+        return "no answer within the timeout"
+    if isinstance(error, requests.ConnectionError):
+        return "cannot connect"
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     return text if len(text) <= 200 else text[:197] + "..."

@@ -118,7 +118,12 @@ def load_classes() -> list[RequestClass]:
     ]
 
 
-def run_phases(urls: list[str], phases: list[tuple[str, float, float]], timeline: Timeline) -> None:
+def run_phases(
+    urls: list[str],
+    phases: list[tuple[str, float, float]],
+    timeline: Timeline,
+    model: str = NAME,
+) -> None:
     for seed, (name, rate, seconds) in enumerate(phases):
         timeline.phase_starts[name] = timeline.now()
         timeline.results[name] = asyncio.run(
@@ -128,7 +133,7 @@ def run_phases(urls: list[str], phases: list[tuple[str, float, float]], timeline
                 rate=rate,
                 duration=seconds,
                 max_requests=int(rate * seconds * 1.5),
-                model=NAME,
+                model=model,
                 seed=seed,
             )
         )
@@ -297,7 +302,8 @@ def test_a_pool_slower_than_the_model_is_de_rated_and_the_plan_moves(
         wait_for("the routers synced with the API", lambda: healthy(urls))
         timeline = Timeline()
         load = threading.Thread(
-            target=run_phases, args=(urls, [("slow pool", WRITTEN_RPS, 90.0)], timeline),
+            target=run_phases,
+            args=(urls, [("slow pool", WRITTEN_RPS, 90.0)], timeline, name),
             daemon=True,
         )  # fmt: skip
         load.start()

@@ -107,13 +107,11 @@ class PrometheusLoadReader:
     def __init__(self, url: str, *, timeout_seconds: float = 5.0) -> None:
         self.url = url.rstrip("/")
         self.timeout_seconds = timeout_seconds
-        # One quick retry: a reading that fails is simply the last one kept, and the next is
-        # seconds away; urllib3's default backoff would hold the thread for much longer.
-        # The timeout as given: requests takes seconds as a float, and int() would turn a
+        # No retry: a reading that fails is simply the last one kept, and the next is seconds
+        # away; urllib3's default backoff would hold the thread for much longer (and log a
+        # warning per query). The timeout as given: requests takes seconds as a float, and int() would turn a
         # sub-second timeout into 0, which urllib3 refuses (a ValueError out of every read).
-        self._client = PrometheusConnect(
-            self.url, retry=Retry(total=1, backoff_factor=0.1), timeout=timeout_seconds
-        )
+        self._client = PrometheusConnect(self.url, retry=Retry(total=0), timeout=timeout_seconds)
 
     def _query(self, promql: str, at: float) -> list[dict[str, Any]]:
         result = self._client.custom_query(promql, params={"time": f"{at:.3f}"})

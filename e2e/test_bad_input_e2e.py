@@ -39,6 +39,10 @@ HOSTILE: dict[str, Callable[[Spec], None]] = {
     "budget-of-a-cent": lambda s: s.update(budget={"maxCostPerHour": "0.01"}),
     "ttft-of-one-ms": lambda s: s["slo"].update(ttftMilliseconds=1),
     "min-above-max-replicas": lambda s: placement(s, minReplicas=5, maxReplicas=2),
+    "autoscaling-min-above-max": lambda s: workload(
+        s,
+        autoscaling={"enabled": True, "minRequestsPerSecond": "50", "maxRequestsPerSecond": "5"},
+    ),
     "max-model-len-of-ten-million": lambda s: s["model"].update(maxModelLen=10_000_000),
     "zero-shares": lambda s: [c.update(share=0) for c in s["workload"]["classes"]],
     "no-output-tokens": lambda s: first_class(s, outputTokens=0),
@@ -55,6 +59,7 @@ MUST_NAME = {
         "spec.serving.extraArgs[1]: --tensor-parallel-size is set by gpumix from the plan"
     ),
     "cuda-visible-devices-in-env": "CUDA_VISIBLE_DEVICES is set by the GPU device plugin",
+    "autoscaling-min-above-max": "minRequestsPerSecond must not exceed maxRequestsPerSecond",
 }
 REASONS = {"InvalidSpec", "SLOUnreachable", "BudgetTooSmall", "NoCapacity", "NoSolutionFound"}
 

@@ -77,6 +77,12 @@ def test_crd_defaults_match_model_defaults() -> None:
             "MaxThroughput needs budget.maxCostPerHour",
         ),
         (
+            "  workload:\n    requestsPerSecond: '1'\n    autoscaling:\n"
+            "      {enabled: true, minRequestsPerSecond: '50', maxRequestsPerSecond: '5'}\n",
+            "spec.workload.autoscaling",
+            "minRequestsPerSecond must not exceed maxRequestsPerSecond",
+        ),
+        (
             "  workload: {requestsPerSecond: '1'}\n  placement: {minReplicas: 5, maxReplicas: 2}\n",
             "spec.placement",
             "minReplicas must not exceed maxReplicas",

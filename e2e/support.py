@@ -135,10 +135,13 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         # The dev cluster's Prometheus, read every 5 s (one scrape interval) for the
-        # autoscaling services; no other service reads it.
+        # autoscaling services. Calibration is off but in its own test: on this 2-core machine
+        # every simulator runs in one Python process with the routers, and under load it is
+        # slower than the model it simulates, which calibration would (rightly) act on in the
+        # middle of tests that check a plan's shares.
         self.config_path = log_path.with_name("operator-config.yaml")
-        prometheus = {"url": prometheus_url, "intervalSeconds": 5} if prometheus_url else {}
-        self.config_path.write_text(json.dumps({"prometheus": prometheus} if prometheus else {}))
+        self.prometheus_url = prometheus_url
+        self.write_config(calibration=False)
         self.metrics_port = free_port()
         # kopf reads port 0 as "no port given" and binds 80, which two runs on one machine
         # would share; a probed free port keeps every operator's health endpoint its own.
@@ -146,6 +149,12 @@ class OperatorProcess:
         # The plan API is on in every e2e run: it is read-only, so it must change nothing.
         self.api_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+
+    def write_config(self, *, calibration: bool) -> None:
+        config: dict[str, Any] = {"calibration": {"enabled": calibration}}
+        if self.prometheus_url:
+            config["prometheus"] = {"url": self.prometheus_url, "intervalSeconds": 5}
+        self.config_path.write_text(json.dumps(config))
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}

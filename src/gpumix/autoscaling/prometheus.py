@@ -109,8 +109,8 @@ class PrometheusLoadReader:
         self.timeout_seconds = timeout_seconds
         # No retry: a reading that fails is simply the last one kept, and the next is seconds
         # away; urllib3's default backoff would hold the thread for much longer (and log a
-        # warning per query). The timeout as given: requests takes seconds as a float, and int() would turn a
-        # sub-second timeout into 0, which urllib3 refuses (a ValueError out of every read).
+        # warning per query). The timeout as given: requests takes seconds as a float, and
+        # int() would turn a sub-second timeout into 0, which urllib3 refuses.
         self._client = PrometheusConnect(self.url, retry=Retry(total=0), timeout=timeout_seconds)
 
     def _query(self, promql: str, at: float) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from gpumix.autoscaling.recommend import (
     mix_distance,
     recommend,
 )
+from gpumix.operator.demand import settings_of
 from gpumix.resources.llmservice import AutoscalingSpec
 
 INTERVAL = 15.0  # seconds between samples, the operator's default prometheus.intervalSeconds
@@ -129,8 +130,8 @@ def test_settings_of_the_spec_read_percent_as_a_fraction() -> None:
             "tolerancePercent": 10,
         }
     )
-    assert Settings.of(spec) == settings(minimum=2.5, maximum=80.0, up=30, down=600, tolerance=0.1)
-    unbounded = Settings.of(AutoscalingSpec(enabled=True))
+    assert settings_of(spec) == settings(minimum=2.5, maximum=80.0, up=30, down=600, tolerance=0.1)
+    unbounded = settings_of(AutoscalingSpec(enabled=True))
     assert unbounded.max_requests_per_second is None
     assert unbounded.clamp(1e9) == 1e9
     assert unbounded.clamp(0.0) == pytest.approx(0.1)

@@ -196,3 +196,27 @@ def test_a_window_that_admitted_more_than_it_finished_is_a_transient_not_a_slow_
     )
     factor = update(None, model_tpot, balanced)
     assert factor is not None and factor.value == pytest.approx(1 / 3, abs=0.01)
+
+
+def test_a_restarted_operator_resumes_the_factors_its_predecessor_wrote() -> None:
+    before = CapacityCalibration(None)
+    records = [indexes.service_record(service_body())]
+    before.apply(slow_l4_reading(3.0), records, hardware())
+    [row] = before.status_for(MODEL)
+    body = service_body()
+    body["status"] = {"calibration": [row.model_dump(mode="json", by_alias=True)]}
+    after = CapacityCalibration(None)
+    after.resume([indexes.service_record(body)])
+    assert after.factors_for(MODEL) == before.factors_for(MODEL)
+
+
+def test_the_dead_band_is_relative_to_the_factor_in_use() -> None:
+    model_tpot = predicted()
+    slow = update(None, model_tpot, live(3 * model_tpot))  # x0.33
+    assert slow is not None
+    # Recovering towards x0.5 is +50 % capacity: it moves the factor, though an absolute band
+    # of 0.2 would call 0.33 -> 0.42 noise.
+    better = slow
+    for _ in range(4):
+        better = update(better, model_tpot, live(2 * model_tpot))
+    assert better is not None and better.value > 0.4

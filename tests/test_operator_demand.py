@@ -424,3 +424,27 @@ def test_editing_the_limits_clamps_the_tracked_demand_without_a_restart() -> Non
     # The history stays: the load still above the new ceiling moves nothing further.
     moved = feed(tracker, START + 90, START + 90, short=42.7, long=18.3)
     assert moved == [(START + 90, set())]
+
+
+def test_the_first_readings_after_an_outage_wait_a_whole_window() -> None:
+    tracker = tracker_for(llmservice())  # 40 req/s written, up window 60 s
+    feed(tracker, START, START + 75, short=28.0, long=12.0)  # steady at the demand
+    tracker.apply(LoadReading({}, ERROR), START + 90)  # Prometheus away ...
+    # ... and back with a partial, high rate: one reading must not move the demand.
+    assert tracker.apply(reading(START + 190, 56.0, 24.0), START + 190) == {CHAT}  # condition
+    assert rps(tracker) == pytest.approx(40)
+    moved = feed(tracker, START + 205, START + 265, short=56.0, long=24.0)
+    assert [at for at, keys in moved if keys] == [START + 250]  # a full 60 s window later
+    assert rps(tracker) == pytest.approx(80)
+
+
+def test_the_status_load_is_rewritten_only_when_it_moves() -> None:
+    tracker = tracker_for(llmservice())
+    feed(tracker, START, START + 75, short=28.0, long=12.0)
+    first = tracker.observed_status(CHAT, None)
+    assert first is not None and first.requests_per_second == Decimal("40.00")
+    feed(tracker, START + 90, START + 90, short=28.4, long=12.2)  # +1.5 %
+    assert tracker.observed_status(CHAT, first) == first
+    feed(tracker, START + 105, START + 105, short=30.8, long=13.2)  # +10 %
+    moved = tracker.observed_status(CHAT, first)
+    assert moved is not None and moved.requests_per_second == Decimal("44.00")

@@ -8,10 +8,10 @@ measured. A replica whose tokens come twice as slowly as predicted serves about 
 requests within the SLO, so the planner multiplies that configuration's throughputs by it.
 
 Bounded (:data:`MIN_FACTOR` .. :data:`MAX_FACTOR`): a broken metric must not make a GPU look
-free or useless. Smoothed, and applied only when it moves by more than :data:`DEAD_BAND` from
-the factor in use, so measurement noise never re-plans the fleet. A window with fewer than
-:data:`MIN_REQUESTS` completed requests, or one that was not a steady state (:func:`steady`),
-changes nothing.
+free or useless. Smoothed, and applied only when it moves by more than :data:`DEAD_BAND`
+(relative) from the factor in use, so measurement noise never re-plans the fleet. A window
+with fewer than :data:`MIN_REQUESTS` completed requests, or one that was not a steady state
+(:func:`steady`), changes nothing.
 
 The prediction uses the window's mean prompt and output lengths. For a service whose classes
 differ widely (256- and 4096-token prompts) that is a cheaper step than the real mix of whole
@@ -27,7 +27,9 @@ from gpumix.catalog import GPUType, ModelArchitecture
 from gpumix.perf.serving import ReplicaModel
 from gpumix.perf.values import RequestShape, ServingConfig, WeightFormat
 
-MIN_FACTOR, MAX_FACTOR = 0.25, 2.0
+# Up-rating beyond the model's own error against a real GPU (≤ 7 %, docs/perf-model.md) is
+# more likely a light window than a fast GPU, and under-planning costs SLOs: capped low.
+MIN_FACTOR, MAX_FACTOR = 0.25, 1.25
 MIN_REQUESTS = 30
 SMOOTHING = 0.5  # weight of the newest window
 DEAD_BAND = 0.20
@@ -119,5 +121,11 @@ def update(previous: Factor | None, predicted: float, live: LiveLatency) -> Fact
         raw if previous is None else previous.smoothed + SMOOTHING * (raw - previous.smoothed)
     )
     in_use = 1.0 if previous is None else previous.value
-    value = round(smoothed, 2) if abs(smoothed - in_use) > DEAD_BAND else in_use
-    return Factor(value, live.mean_tpot_seconds, predicted, smoothed)
+    if abs(smoothed / in_use - 1) <= DEAD_BAND:
+        # Inside the band: the factor, and the window it reports, stay as they were (so the
+        # status is not rewritten every window).
+        if previous is None:
+            return Factor(1.0, live.mean_tpot_seconds, predicted, smoothed)
+        return Factor(previous.value, previous.measured_tpot_seconds,
+                      previous.predicted_tpot_seconds, smoothed)  # fmt: skip
+    return Factor(round(smoothed, 2), live.mean_tpot_seconds, predicted, smoothed)

@@ -23,8 +23,6 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gpumix.resources.llmservice import AutoscalingSpec
-
 # A class the load has not shown (yet) keeps this share of the demand: the router must still
 # have somewhere to send its first request, and the plan a configuration for it.
 MIN_CLASS_SHARE = 0.01
@@ -94,17 +92,6 @@ class Settings:
     scale_up_seconds: float
     scale_down_seconds: float
     tolerance: float  # a fraction: 0.15 for 15 %
-
-    @classmethod
-    def of(cls, spec: AutoscalingSpec) -> Settings:
-        ceiling = spec.max_requests_per_second
-        return cls(
-            min_requests_per_second=float(spec.min_requests_per_second),
-            max_requests_per_second=None if ceiling is None else float(ceiling),
-            scale_up_seconds=float(spec.scale_up_stabilization_seconds),
-            scale_down_seconds=float(spec.scale_down_stabilization_seconds),
-            tolerance=spec.tolerance_percent / 100,
-        )
 
     def clamp(self, requests_per_second: float) -> float:
         bounded = max(requests_per_second, self.min_requests_per_second)

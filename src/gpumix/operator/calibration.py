@@ -95,6 +95,7 @@ class CapacityCalibration:
         self.clock = clock
         self.factors: dict[ConfigurationKey, Factor] = {}
         self._causes: dict[str, list[str]] = defaultdict(list)
+        self._resumed = False
 
     async def sample(
         self, records: Sequence[ServiceRecord], hardware: Sequence[PoolHardware]
@@ -102,6 +103,8 @@ class CapacityCalibration:
         """Read one window; whether a factor in use moved (the planner should re-plan)."""
         if self.reader is None:
             return False
+        if not self._resumed:
+            self.resume(records)
         reading = await asyncio.to_thread(self.reader.read_latencies, self.clock())
         if reading.error is not None:
             logger.debug("calibration: %s", reading.error)
@@ -114,11 +117,17 @@ class CapacityCalibration:
         records: Sequence[ServiceRecord],
         hardware: Sequence[PoolHardware],
     ) -> bool:
-        services = {(r.namespace or "default", r.name): r.resource for r in records if r.resource}
+        # Prometheus names a service by its pods' gpumix.io/service label value.
+        services = {
+            (r.namespace or "default", label_value(r.name)): r.resource
+            for r in records
+            if r.resource
+        }
         gpus: dict[str, GPUType] = {label_value(h.gpu.name): h.gpu for h in hardware}
-        grouped: dict[ConfigurationKey, list[LatencyRow]] = defaultdict(list)
+        # Each service's window is compared with the model at its own batch and shape; the
+        # windows of one configuration then pool (TPOT is not linear in either).
+        measured: dict[ConfigurationKey, list[tuple[LatencyRow, float]]] = defaultdict(list)
         models: dict[str, ModelArchitecture] = {}
-        gpu_of: dict[ConfigurationKey, GPUType] = {}
         for row in reading.rows:
             service = services.get(row.service)
             gpu = gpus.get(row.gpu_type)
@@ -128,25 +137,30 @@ class CapacityCalibration:
             if model is None:
                 continue
             models[service.spec.model.name] = model
-            key = ConfigurationKey(
-                service.spec.model.name, gpu.name, row.tensor_parallel, row.weight_format
-            )
-            grouped[key].append(row)
-            gpu_of[key] = gpu
-        moved = False
-        for key, rows in grouped.items():
-            live = _merged(rows)
             try:
                 predicted = predicted_tpot(
-                    models[key.model], gpu_of[key], key.tensor_parallel, key.weight_format, live
+                    model, gpu, row.tensor_parallel, row.weight_format, row.live
                 )
             except ValueError:
                 continue  # a weight format gpumix does not know: not one of its pods
+            key = ConfigurationKey(
+                service.spec.model.name, gpu.name, row.tensor_parallel, row.weight_format
+            )
+            measured[key].append((row, predicted))
+        moved = False
+        for key, found in measured.items():
+            live = _merged([row for row, _ in found])
+            weights = [max(row.live.requests, 0.0) for row, _ in found]
+            predicted = (
+                sum(p * w for (_, p), w in zip(found, weights, strict=True)) / sum(weights)
+                if sum(weights) > 0
+                else found[0][1]
+            )
             previous = self.factors.get(key)
             new = update(previous, predicted, live)
             if new is None:
                 continue
-            self.factors[key] = new
+            self.factors = {**self.factors, key: new}  # replaced whole: what-ifs read it
             before = previous.value if previous is not None else 1.0
             if new.value != before:
                 moved = True
@@ -158,6 +172,31 @@ class CapacityCalibration:
                 logger.info("%s: %s", key.model, cause)
                 self._causes[key.model].append(cause)
         return moved
+
+    def resume(self, records: Sequence[ServiceRecord]) -> None:
+        """Factors a previous operator learnt, from the statuses it wrote: a restart must not
+        move pods back onto a pool known to be slow (nor wait a window to learn it again)."""
+        resumed = dict(self.factors)
+        for record in records:
+            if record.resource is None or record.status is None:
+                continue
+            for row in record.status.calibration or ():
+                key = ConfigurationKey(
+                    record.resource.spec.model.name,
+                    row.gpu_type,
+                    row.tensor_parallel,
+                    row.weight_format,
+                )
+                if key not in resumed:
+                    value = float(row.capacity_factor)
+                    resumed[key] = Factor(
+                        value,
+                        float(row.measured_tpot_milliseconds) / 1000,
+                        float(row.predicted_tpot_milliseconds) / 1000,
+                        smoothed=value,
+                    )
+        self.factors = resumed
+        self._resumed = True
 
     def factors_for(self, model: str) -> dict[tuple[str, int, str], float]:
         return {

@@ -25,9 +25,15 @@ from typing import Protocol
 from gpumix.autoscaling.prometheus import ClassShape, LoadReading, ServiceName
 from gpumix.autoscaling.recommend import Demand, ServiceAutoscaler, Settings, floor_shares
 from gpumix.operator.indexes import ServiceRecord
+from gpumix.operator.manifests import label_value
 from gpumix.operator.status import METRICS_AVAILABLE
 from gpumix.resources import Condition, LLMService
-from gpumix.resources.llmservice import LLMServiceStatus, ObservedDemandStatus, RequestClassSpec
+from gpumix.resources.llmservice import (
+    AutoscalingSpec,
+    LLMServiceStatus,
+    ObservedDemandStatus,
+    RequestClassSpec,
+)
 from gpumix.solver import ServiceKey
 
 logger = logging.getLogger(__name__)
@@ -37,6 +43,8 @@ LOAD_OBSERVED = "LoadObserved"
 NOT_CONFIGURED = "PrometheusNotConfigured"
 UNREACHABLE = "PrometheusUnavailable"
 NO_DATA = "NoData"
+# status.observedDemand's load is rewritten when it moves by this fraction or more.
+SHOWN_LOAD_BAND = 0.05
 # Class shares are integers in the spec; the observed mix is written with this resolution.
 SHARE_SCALE = 1_000_000
 
@@ -99,6 +107,23 @@ def with_demand(service: LLMService, demand: Demand) -> LLMService:
     return service.model_copy(update={"spec": spec})
 
 
+def _scraped(key: ServiceKey) -> ServiceName:
+    """How Prometheus names a service: by its pods' gpumix.io/service label, which is the name
+    made a valid label value (hashed beyond 63 characters)."""
+    return (key.namespace, label_value(key.name))
+
+
+def settings_of(spec: AutoscalingSpec) -> Settings:
+    ceiling = spec.max_requests_per_second
+    return Settings(
+        min_requests_per_second=float(spec.min_requests_per_second),
+        max_requests_per_second=None if ceiling is None else float(ceiling),
+        scale_up_seconds=float(spec.scale_up_stabilization_seconds),
+        scale_down_seconds=float(spec.scale_down_stabilization_seconds),
+        tolerance=spec.tolerance_percent / 100,
+    )
+
+
 def _iso(seconds: float) -> str:
     moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -143,7 +168,7 @@ class DemandTracker:
                 continue
             key = ServiceKey(record.namespace or "default", record.name)
             live.add(key)
-            settings = Settings.of(spec)
+            settings = settings_of(spec)
             written = written_demand(service)
             classes = tuple(
                 ClassShape(c.name, c.input_tokens) for c in service.spec.workload.classes
@@ -156,6 +181,7 @@ class DemandTracker:
                     else Demand(settings.clamp(written.requests_per_second), written.shares)
                 )
                 self._tracked[key] = _Tracked(ServiceAutoscaler(settings, start), written, classes)
+                self._causes.pop(key, None)  # a new starting point: earlier moves are history
             else:
                 tracked.autoscaler.settings = settings
                 tracked.autoscaler.demand = Demand(
@@ -178,14 +204,14 @@ class DemandTracker:
         if self.reader is None:
             reading = LoadReading({}, "no Prometheus is configured (the operator's prometheus.url)")
         else:
-            classes = {(k.namespace, k.name): t.classes for k, t in self._tracked.items()}
+            classes = {_scraped(k): t.classes for k, t in self._tracked.items()}
             reading = await asyncio.to_thread(self.reader.read, now, classes)
         return self.apply(reading, now)
 
     def apply(self, reading: LoadReading, now: float) -> set[ServiceKey]:
         moved: set[ServiceKey] = set()
         for key, tracked in self._tracked.items():
-            sample = reading.samples.get((key.namespace, key.name))
+            sample = reading.samples.get(_scraped(key))
             before = self._availability.get(key)
             if sample is not None:
                 tracked.autoscaler.observe(sample)
@@ -202,6 +228,9 @@ class DemandTracker:
                     )
                     moved.add(key)
             else:
+                # A gap: the samples after it are the first of a new window, not the end of
+                # one (a Prometheus that has just come back reads partial rates).
+                tracked.autoscaler.history.clear()
                 availability = self._unavailable(reading, tracked)
             self._availability[key] = availability
             if before != availability:
@@ -244,17 +273,36 @@ class DemandTracker:
         return self._causes.pop(key, None)
 
     def observed_status(
-        self, key: ServiceKey, previous: ObservedDemandStatus | None
+        self,
+        key: ServiceKey,
+        previous: ObservedDemandStatus | None,
+        planned_for: Demand | None = None,
     ) -> ObservedDemandStatus | None:
+        """What status.observedDemand says: the load now and ``planned_for``, the demand the
+        plan in effect was built with (default: the tracked one).
+
+        The load is rewritten only when it moved by :data:`SHOWN_LOAD_BAND` or more, or the
+        plan's demand changed: a status write per pass per service would cost the API server
+        far more than a load figure a few percent stale is worth."""
         tracked = self._tracked.get(key)
         if tracked is None:
             return None
-        demand = tracked.autoscaler.demand
+        demand = planned_for or tracked.autoscaler.demand
         latest = tracked.autoscaler.latest
         shares = {name: f"{share:.3f}" for name, share in sorted(demand.shares.items())}
         planned = _decimal(demand.requests_per_second)
-        if latest is None:
-            # Nothing read yet (or since a restart): the load as last reported, if any.
+        same_plan = (
+            previous is not None
+            and previous.planned_requests_per_second == planned
+            and previous.class_shares == shares
+        )
+        if latest is None or (
+            same_plan
+            and previous is not None
+            and abs(latest.load - float(previous.requests_per_second))
+            < SHOWN_LOAD_BAND * max(float(previous.requests_per_second), 0.1)
+        ):
+            # Nothing read yet (a restart), or nothing worth a write: as last reported.
             return ObservedDemandStatus(
                 requests_per_second=previous.requests_per_second if previous else planned,
                 planned_requests_per_second=planned,

@@ -22,6 +22,7 @@ from typing import Any
 
 from gpumix import catalog
 from gpumix.autoscaling.prometheus import PrometheusLoadReader
+from gpumix.autoscaling.recommend import Demand
 from gpumix.errors import InputError
 from gpumix.operator import events, indexes, inventory, manifests, reconcile, stalls, status
 from gpumix.operator.calibration import CapacityCalibration
@@ -83,6 +84,12 @@ def default_demand_tracker(config: OperatorConfig) -> DemandTracker:
         else None
     )
     return DemandTracker(reader, url=url)
+
+
+def remember(causes: dict[ServiceKey, str], key: ServiceKey, cause: str | None) -> None:
+    """Add ``cause`` to what the next event of ``key`` will say."""
+    if cause:
+        causes[key] = f"{causes[key]}; {cause}" if key in causes else cause
 
 
 def default_calibration(config: OperatorConfig, demand: DemandTracker) -> CapacityCalibration:
@@ -286,6 +293,9 @@ class PlannerState:
     # Why an autoscaling service's demand moved, taken when it was planned on: the next plan
     # change (or a DemandChanged event) reports it.
     demand_causes: dict[ServiceKey, str] = field(default_factory=dict)
+    # ... and why the capacity factors of its model moved (reported only with a plan change).
+    calibration_causes: dict[ServiceKey, str] = field(default_factory=dict)
+    planned_demands: dict[ServiceKey, Demand | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -510,6 +520,8 @@ class FleetPlanner:
             self.state.facts_at_last_plan,
             self.state.peers_at_last_plan,
             self.state.demand_causes,
+            self.state.calibration_causes,
+            self.state.planned_demands,
         )
         for memory in memories:
             for key in set(memory) - live:
@@ -554,20 +566,11 @@ class FleetPlanner:
         recalibrated = self.calibration.take_causes()
 
         def build(key: ServiceKey, resource: LLMService) -> ServiceDemand:
-            cause = (
-                "; ".join(
-                    found
-                    for found in (
-                        self.demand.take_cause(key),
-                        recalibrated.get(resource.spec.model.name),
-                    )
-                    if found
-                )
-                or None
-            )
-            if cause is not None:
-                earlier = self.state.demand_causes.get(key)
-                self.state.demand_causes[key] = f"{earlier}; {cause}" if earlier else cause
+            remember(self.state.demand_causes, key, self.demand.take_cause(key))
+            remember(self.state.calibration_causes, key, recalibrated.get(resource.spec.model.name))
+            # The demand this plan is built with, for the status (the sampler may move the
+            # tracked one while the solver runs).
+            self.state.planned_demands[key] = self.demand.demand(key)
             planned = self.demand.planned(key, resource)
             demand = self.demand_builder(planned, hardware, current_plan, admission)
             return stalls.without_blocked(demand, self.active_blocks(key, snapshot))
@@ -734,7 +737,9 @@ class FleetPlanner:
             apply_error=apply_error,
             waiting_on=waiting_on or None,
             observed_demand=self.demand.observed_status(
-                key, previous.observed_demand if previous else None
+                key,
+                previous.observed_demand if previous else None,
+                self.state.planned_demands.get(key),
             ),
             metrics=self.demand.condition(key, record.generation),
             calibration=tuple(self.calibration.status_for(record.resource.spec.model.name))
@@ -759,7 +764,14 @@ class FleetPlanner:
                 new_pools=outcome.pool_facts,
                 old_peers=self.state.peers_at_last_plan.get(key),
                 new_peers=peers,
-                demand=self.state.demand_causes.pop(key, None),
+                demand="; ".join(
+                    found
+                    for found in (
+                        self.state.demand_causes.pop(key, None),
+                        self.state.calibration_causes.pop(key, None),
+                    )
+                    if found
+                ),
             )
             message = events.plan_change_message(
                 old_summary, new_summary, old_cost, float(cost or 0), cause
@@ -777,6 +789,8 @@ class FleetPlanner:
                 "Normal",
             )
         if outcome.plan is not None:
+            # A factor that moved without moving this plan needs no event: status shows it.
+            self.state.calibration_causes.pop(key, None)
             self.state.facts_at_last_plan[key] = outcome.pool_facts
             self.state.peers_at_last_plan[key] = peers
         was_feasible = _condition_status(previous, status.FEASIBLE)

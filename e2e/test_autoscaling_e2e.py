@@ -404,7 +404,8 @@ def test_noise_at_a_steady_mean_changes_nothing_and_a_mix_shift_moves_the_gpus(
     )
     assert changes == 0, during_noise
     assert all(o.planned == first.planned for o in during_noise), during_noise
-    assert shares["rag"] >= 0.5, shares
+    # Within the tolerance of the new mix (60 % RAG): inside the band nothing moves.
+    assert shares["rag"] >= 0.6 - TOLERANCE / 100, shares
     assert timeline.observations[-1].plan != first.plan, "the GPU mix did not follow the mix"
     for phase, served in timeline.results.items():
         assert not failures(served), f"{phase}: requests failed {dict(failures(served))}"

@@ -109,13 +109,13 @@ def test_a_samples_load_is_the_larger_of_the_1m_and_5m_rates() -> None:
     assert lull.window == "5 m rate"
 
 
-def test_a_samples_mix_comes_from_the_5m_rates_and_is_none_without_traffic() -> None:
+def test_a_samples_mix_comes_from_the_1m_rates_when_they_count_enough_requests() -> None:
     shifted = LoadSample(0, rate_1m={"short": 9, "long": 1}, rate_5m={"short": 1, "long": 3})
-    shares = shifted.shares(["long", "short"])
-    assert shares == pytest.approx({"long": 0.75, "short": 0.25})
-    # Only the 1 m rates have traffic yet: they give the mix.
-    fresh = LoadSample(0, rate_1m={"short": 1, "long": 3}, rate_5m={})
-    assert fresh.shares(["long", "short"]) == pytest.approx({"long": 0.75, "short": 0.25})
+    # 600 requests in the last minute: the recent mix, so a shift shows within a minute.
+    assert shifted.shares(["long", "short"]) == pytest.approx({"long": 0.1, "short": 0.9})
+    # A quiet minute (60 requests) but a busier 5 minutes (1200): the 5 m mix.
+    quiet = LoadSample(0, rate_1m={"short": 0.5, "long": 0.5}, rate_5m={"short": 1, "long": 3})
+    assert quiet.shares(["long", "short"]) == pytest.approx({"long": 0.75, "short": 0.25})
     assert sample(0, 0).shares(["long", "short"]) is None
 
 

@@ -71,13 +71,16 @@ class LoadSample:
         return "1 m rate" if self.total_1m >= self.total_5m else "5 m rate"
 
     def shares(self, classes: Sequence[str]) -> dict[str, float] | None:
-        """The mix over ``classes``, from the steadier 5 m rates; None without traffic."""
+        """The mix over ``classes``: from the 1 m rates when they count enough requests (a
+        shift shows within a minute), else from the 5 m rates; None without enough traffic."""
         if not self.mix_known:
             return None
-        requests = self.total_5m * 300 if self.total_5m > 0 else self.total_1m * 60
-        if requests < MIN_MIX_REQUESTS:
+        if self.total_1m * 60 >= MIN_MIX_REQUESTS:
+            rates = self.rate_1m
+        elif self.total_5m * 300 >= MIN_MIX_REQUESTS:
+            rates = self.rate_5m
+        else:
             return None
-        rates = self.rate_5m if self.total_5m > 0 else self.rate_1m
         seen = {name: max(rates.get(name, 0.0), 0.0) for name in classes}
         total = sum(seen.values())
         if total <= 0:

@@ -196,6 +196,8 @@ async def test_no_ready_pod_is_a_503_with_retry_after() -> None:
     async with running_router(table({}, plan)) as r, r.client() as client:
         response = await client.post("/v1/chat/completions", json={"messages": []})
         models = await client.get("/v1/models")
+        # Demand all the same: autoscaling counts what arrives, not what is answered.
+        assert r.sample("gpumix_router_requests_received_total", {"class": "chat"}) == 1
     assert response.status_code == 503
     assert response.headers["retry-after"] == "3"
     assert response.json()["error"]["code"] == "no_ready_pods"
@@ -206,6 +208,8 @@ async def test_no_ready_pod_is_a_503_with_retry_after() -> None:
 async def test_a_body_that_is_not_a_json_object_is_a_400() -> None:
     async with running_router(table({}, ())) as r, r.client() as client:
         response = await client.post("/v1/completions", content=b"{not json")
+        # No class: a malformed request is not demand for any configuration.
+        assert r.sample("gpumix_router_requests_received_total", {"class": ""}) == 0
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_json"
 

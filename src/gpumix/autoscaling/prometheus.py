@@ -1,11 +1,13 @@
 """Per-class request rates of every LLMService, read from Prometheus (blocking: call it in a
-thread). No Kubernetes imports; the label contract is the one the dev cluster's scrape job and
-the chart's PodMonitor write: ``namespace``, ``service`` (from the pods' ``gpumix.io/service``
-label) and ``component`` (``router`` or ``inference-server``).
+thread). No Kubernetes imports. The labels it relies on are the dev cluster's scrape job's,
+which a production Prometheus must keep too (the chart's values say how): ``namespace``,
+``component`` (``router`` or ``inference-server``) and the pods' ``gpumix.io/<x>`` labels as
+``<x>`` (``service``; ``gpu_type``, ``tensor_parallel``, ``weight_format`` for calibration).
 
-- **Router first.** ``gpumix_router_requests_total{class}`` counts every request the router
-  answered, refused ones included (a 503 under overload is demand too), by the class it routed
-  it as. A router that Prometheus scrapes but that has answered nothing yet reads as zero load.
+- **Router first.** ``gpumix_router_requests_received_total{class}`` counts every request of
+  a known class on arrival, by the class it is routed as, whether it is then answered, refused
+  (a 503 under overload is demand too) or abandoned. A router that Prometheus scrapes but that
+  has received nothing yet reads as zero load.
 - **vLLM otherwise** (no router scraped for the service): the completed-request rate plus the
   growth of the waiting queue, and the mix from the prompt-length histogram, each request
   counted in the class whose prompt length is nearest (on a log scale).
@@ -33,8 +35,8 @@ from gpumix.autoscaling.recommend import LoadSample
 ServiceName = tuple[str, str]  # (namespace, name)
 
 ROUTER_RATE = (
-    'sum by (namespace, service, class) (rate(gpumix_router_requests_total{{component="router"}}'
-    "[{window}]))"
+    "sum by (namespace, service, class) "
+    '(rate(gpumix_router_requests_received_total{{component="router"}}[{window}]))'
 )
 ROUTER_UP = 'max by (namespace, service) (up{component="router"})'
 VLLM_COMPLETED = (

@@ -4,6 +4,8 @@ the dev cluster's pod runner hosts several routers in one process).
 - ``gpumix_router_requests_total{class,deployment,code}``: requests answered. ``code`` is the
   status the client saw (the backend's, or the router's own 400/502/503), ``499`` when the
   client hung up first; ``deployment`` is empty when no pod was chosen.
+- ``gpumix_router_requests_received_total{class}``: requests of a known class, counted on
+  arrival (what autoscaling reads: the demand, whether or not it is answered in time).
 - ``gpumix_router_request_duration_seconds{class,deployment}``: from the request's arrival to
   the last byte of the response.
 - ``gpumix_router_time_to_first_byte_seconds{class,deployment}``: from the request's arrival to
@@ -37,6 +39,12 @@ class RouterMetrics:
             "gpumix_router_requests_total",
             "Requests answered by the router, by request class, Deployment and status code.",
             ["class", "deployment", "code"],
+            registry=self.registry,
+        )
+        self.received_requests = Counter(
+            "gpumix_router_requests_received",
+            "Requests of a known class, counted on arrival.",
+            ["class"],
             registry=self.registry,
         )
         self.duration = Histogram(
@@ -88,6 +96,9 @@ class RouterMetrics:
         self._child(self.requests, class_name, deployment, str(code)).inc()
         if deployment:
             self._child(self.duration, class_name, deployment).observe(duration_seconds)
+
+    def received(self, class_name: str) -> None:
+        self._child(self.received_requests, class_name).inc()
 
     def observe_first_byte(self, class_name: str, deployment: str, seconds: float) -> None:
         self._child(self.time_to_first_byte, class_name, deployment).observe(seconds)

@@ -196,6 +196,9 @@ class Proxy:
         else:
             class_name = header_class
             self.metrics.estimated(header_class, estimated)
+        # Counted on arrival: the demand autoscaling plans for is what arrives, not what
+        # finishes (an overloaded replica finishes in bursts, inflating a rate of answers).
+        self.metrics.received(class_name)
         pick = self.chooser.pick(table, class_name, self.in_flight)
         if pick is None:
             return self._no_ready_pods(class_name, arrived)

@@ -613,5 +613,8 @@ def test_the_chart_points_the_operator_at_an_existing_prometheus_without_more_rb
     pointed = render(values={"prometheus": {"url": url, "intervalSeconds": 30}}, tmp=tmp_path)
     assert config(pointed).prometheus.url == url
     assert config(pointed).prometheus.interval_seconds == 30
+    assert config(pointed).calibration.enabled
+    off = render(values={"calibration": {"enabled": False}}, tmp=tmp_path)
+    assert not config(off).calibration.enabled
     # Reading Prometheus is plain HTTP: not one Kubernetes right more.
     assert rbac(pointed) == rbac(default)

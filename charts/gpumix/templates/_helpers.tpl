@@ -87,7 +87,10 @@ api:
 prometheus:
   url: {{ . | quote }}
   intervalSeconds: {{ $.Values.prometheus.intervalSeconds }}
+  timeoutSeconds: {{ $.Values.prometheus.timeoutSeconds }}
 {{- end }}
+calibration:
+  enabled: {{ .Values.calibration.enabled }}
 router:
   image: {{ include "gpumix.image" . | quote }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}

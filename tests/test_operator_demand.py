@@ -448,3 +448,15 @@ def test_the_status_load_is_rewritten_only_when_it_moves() -> None:
     feed(tracker, START + 105, START + 105, short=30.8, long=13.2)  # +10 %
     moved = tracker.observed_status(CHAT, first)
     assert moved is not None and moved.requests_per_second == Decimal("44.00")
+
+
+def test_an_edit_made_while_the_operator_was_away_is_the_new_starting_point() -> None:
+    tracker = tracker_for(llmservice())
+    feed(tracker, START, START + 75, short=42.7, long=18.3)  # planned 61 from written 40
+    observed = tracker.observed_status(CHAT, None)
+    assert observed is not None
+    status = observed.model_dump(mode="json", by_alias=True)
+    resumed = tracker_for(llmservice(status={"observedDemand": status}))
+    assert rps(resumed) == pytest.approx(61)
+    edited = tracker_for(llmservice(rps="25", status={"observedDemand": status}))
+    assert rps(edited) == pytest.approx(25)

@@ -77,7 +77,12 @@ def _prior(service: LLMService, status: LLMServiceStatus | None, settings: Setti
     index parses the resource without its status."""
     written = written_demand(service)
     observed = status.observed_demand if status else None
-    if observed is not None and set(observed.class_shares) == set(written.shares):
+    edited = (
+        observed is not None
+        and observed.written_requests_per_second is not None
+        and observed.written_requests_per_second != service.spec.workload.requests_per_second
+    )  # while the operator was away: the edit is the new starting point
+    if observed is not None and not edited and set(observed.class_shares) == set(written.shares):
         try:
             shares = {name: float(share) for name, share in observed.class_shares.items()}
             total = float(observed.planned_requests_per_second)
@@ -289,6 +294,7 @@ class DemandTracker:
             return None
         demand = planned_for or tracked.autoscaler.demand
         latest = tracked.autoscaler.latest
+        written = Decimal(f"{tracked.written.requests_per_second:.6f}")
         shares = {name: f"{share:.3f}" for name, share in sorted(demand.shares.items())}
         planned = _decimal(demand.requests_per_second)
         same_plan = (
@@ -306,6 +312,7 @@ class DemandTracker:
             return ObservedDemandStatus(
                 requests_per_second=previous.requests_per_second if previous else planned,
                 planned_requests_per_second=planned,
+                written_requests_per_second=written,
                 class_shares=shares,
                 source=previous.source if previous else "none",
                 window_seconds=previous.window_seconds if previous else 0,
@@ -314,6 +321,7 @@ class DemandTracker:
         return ObservedDemandStatus(
             requests_per_second=_decimal(latest.load),
             planned_requests_per_second=planned,
+            written_requests_per_second=written,
             class_shares=shares,
             source=latest.source,
             window_seconds=60 if latest.window == "1 m rate" else 300,

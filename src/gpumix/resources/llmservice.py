@@ -452,6 +452,11 @@ class ObservedDemandStatus(CamelModel):
     planned_requests_per_second: DecimalString = Field(
         description="Demand the plan is sized for (before headroom)."
     )
+    written_requests_per_second: DecimalString | None = Field(
+        default=None,
+        description="spec.workload.requestsPerSecond when this was written: a restarted "
+        "operator resumes from the planned demand only if the written one is unchanged.",
+    )
     class_shares: dict[str, str] = Field(
         default_factory=dict, description="Share of each request class in the planned demand."
     )

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from gpumix.autoscaling.prometheus import (
+    ROUTER_ANSWERED_RATE,
     ROUTER_RATE,
     ROUTER_UP,
     VLLM_COMPLETED,
@@ -352,3 +353,21 @@ def test_a_refused_query_is_an_error_that_says_so(prometheus: FakePrometheus) ->
     assert "refused" in reading.error
     assert "400" in reading.error
     assert len(reading.error) < 400
+
+
+def test_a_router_from_before_the_arrival_counter_is_read_from_its_answers(
+    prometheus: FakePrometheus,
+) -> None:
+    # An operator upgraded ahead of its routers: no received series, only answered ones. The
+    # service must not read as idle (and be scaled down to its floor).
+    results = prometheus.results
+    results[ROUTER_UP] = [row("old", 1), row("new", 1)]
+    windows(results, ROUTER_ANSWERED_RATE, one_minute=[row("old", 5.0, **{"class": "short"})])
+    windows(
+        results,
+        ROUTER_RATE,
+        one_minute=[row("new", 2.0, **{"class": "short"})],
+    )
+    reading = PrometheusLoadReader(prometheus.url).read(AT, classes("old", "new"))
+    assert reading.samples[(NAMESPACE, "old")].rate_1m == {"short": 5.0, "long": 0.0}
+    assert reading.samples[(NAMESPACE, "new")].rate_1m == {"short": 2.0, "long": 0.0}

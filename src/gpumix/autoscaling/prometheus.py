@@ -38,6 +38,12 @@ ROUTER_RATE = (
     "sum by (namespace, service, class) "
     '(rate(gpumix_router_requests_received_total{{component="router"}}[{window}]))'
 )
+# Routers from before the arrival counter (an operator upgraded ahead of its routers): their
+# answered requests, so that a router without the new series never reads as zero load.
+ROUTER_ANSWERED_RATE = (
+    "sum by (namespace, service, class) "
+    '(rate(gpumix_router_requests_total{{component="router",class!=""}}[{window}]))'
+)
 ROUTER_UP = 'max by (namespace, service) (up{component="router"})'
 VLLM_COMPLETED = (
     "sum by (namespace, service) "
@@ -171,7 +177,9 @@ class PrometheusLoadReader:
     ) -> dict[ServiceName, LoadSample]:
         routed: dict[str, dict[ServiceName, dict[str, float]]] = {}
         for window in WINDOWS:
-            routed[window] = _by_service_and(self._query(ROUTER_RATE.format(window=window), at))
+            received = _by_service_and(self._query(ROUTER_RATE.format(window=window), at))
+            answered = _by_service_and(self._query(ROUTER_ANSWERED_RATE.format(window=window), at))
+            routed[window] = {**answered, **received}
         router_up = {_service(row) for row in self._query(ROUTER_UP, at) if _value(row) > 0} & set(
             classes
         )

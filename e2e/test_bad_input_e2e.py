@@ -5,6 +5,7 @@ touches a healthy service in the same namespace."""
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -83,10 +84,24 @@ def refused_or_answered(kubectl: Kubectl, namespace: str, name: str, spec: Spec)
     return f"{feasible['reason']}: {feasible['message'][:160]}"
 
 
+def terminating_namespaces(kubectl: Kubectl) -> list[str]:
+    return [
+        ns["metadata"]["name"]
+        for ns in kubectl.json("namespaces")["items"]
+        if ns.get("status", {}).get("phase") == "Terminating"
+    ]
+
+
 @pytest.mark.parametrize("case", HOSTILE, ids=HOSTILE)
 def test_a_hostile_spec_is_refused_or_answered_and_reaches_no_one_else(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str, case: str
 ) -> None:
+    # The previous case's namespace is deleted without waiting; until its pods are gone their
+    # GPUs are taken, and "good" would be planned around them and move (cheaper) once they
+    # are free: a move this test would blame on the hostile spec.
+    deadline = time.monotonic() + 120  # a namespace stuck for other reasons is not this test's
+    while terminating_namespaces(kubectl) and time.monotonic() < deadline:
+        time.sleep(1)
     kubectl.apply(llmservice("good", namespace))
     wait_for("good Ready", lambda: is_ready(kubectl, namespace, "good"))
     good_plan = kubectl.json("llmsvc", "good", "-n", namespace)["status"]["plan"]

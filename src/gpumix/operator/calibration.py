@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Protocol
 
@@ -36,9 +36,6 @@ from gpumix.resources.llmservice import CalibrationStatus, LLMService
 from gpumix.solver.candidates import PoolHardware
 
 logger = logging.getLogger(__name__)
-
-# (GPU type, tensor-parallel size, weight format) -> factor, for one model.
-CapacityFactors = Mapping[tuple[str, int, str], float]
 
 
 class LatencyReader(Protocol):
@@ -224,6 +221,3 @@ class CapacityCalibration:
             for key, factor in sorted(self.factors.items())
             if key.model == model
         ]
-
-    def all_factors(self) -> Mapping[ConfigurationKey, Factor]:
-        return dict(self.factors)
